@@ -1,0 +1,3 @@
+"""Root conftest: the fixtures every suite can use."""
+
+pytest_plugins = ["fixtures.clusters", "fixtures.workloads"]

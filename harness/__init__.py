@@ -1,0 +1,1 @@
+"""Isthmus harness: cluster providers, kube helpers, mesh adapters, traffic and reports."""

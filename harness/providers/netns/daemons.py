@@ -1,0 +1,60 @@
+"""Starting long-lived processes detached from the caller, with logs and pid files."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def spawn(
+    name: str,
+    argv: Sequence[str],
+    log_dir: Path,
+    netns: str | None = None,
+    env: dict[str, str] | None = None,
+) -> int:
+    """Start ``argv`` (inside ``netns`` if given) in its own session; return its pid.
+
+    Output goes to ``log_dir/<name>.log`` and the pid to ``log_dir/<name>.pid``.
+    """
+    log_dir.mkdir(parents=True, exist_ok=True)
+    full = ["ip", "netns", "exec", netns, *argv] if netns else list(argv)
+    with open(log_dir / f"{name}.log", "ab") as log:
+        proc = subprocess.Popen(
+            full,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, **(env or {})},
+        )
+    (log_dir / f"{name}.pid").write_text(f"{proc.pid}\n")
+    return proc.pid
+
+
+def log_tail(log_dir: Path, name: str, lines: int = 30) -> str:
+    path = log_dir / f"{name}.log"
+    if not path.exists():
+        return f"(no log at {path})"
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def pids(log_dir: Path) -> list[int]:
+    out = []
+    for f in log_dir.glob("*.pid"):
+        try:
+            out.append(int(f.read_text().strip()))
+        except ValueError:
+            continue
+    return out
+
+
+def exited(pid: int) -> int | None:
+    """The exit status if ``pid`` (a child of ours) has exited, else None."""
+    try:
+        done, status = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return None if Path(f"/proc/{pid}").exists() else -1
+    return os.waitstatus_to_exitcode(status) if done else None

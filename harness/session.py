@@ -1,0 +1,100 @@
+"""Clusters provisioned once per pytest run and shared by every xdist worker.
+
+The first process that needs clusters takes a file lock, provisions (or finds the
+state file of a run already provisioned for this session) and releases the lock;
+the others wait on the lock and read the state file. Only the controlling process
+(the xdist controller, or pytest itself without xdist) tears down.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from filelock import FileLock, Timeout
+
+from harness.providers import Cluster, ProviderError, get_provider
+from harness.settings import TIMEOUTS
+from harness.topology import Topology
+
+SESSION_FILE = "session.json"
+
+
+@dataclass
+class ClusterSession:
+    provider_name: str
+    topology: Topology
+    state_dir: Path
+    keep: bool
+
+    @property
+    def _session_file(self) -> Path:
+        return self.state_dir / SESSION_FILE
+
+    def acquire(self) -> list[Cluster]:
+        """The session's clusters, provisioning them if nobody has yet."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(self.state_dir / ".lock"))
+        try:
+            with lock.acquire(timeout=TIMEOUTS.provision_lock):
+                return self._acquire_locked()
+        except Timeout:
+            raise ProviderError(
+                f"waited {TIMEOUTS.provision_lock:.0f}s for the provisioning lock "
+                f"{self.state_dir / '.lock'}"
+            ) from None
+
+    def _acquire_locked(self) -> list[Cluster]:
+        if self._session_file.exists():
+            data = json.loads(self._session_file.read_text())
+            if data.get("error"):
+                raise ProviderError(f"provisioning failed earlier in this run: {data['error']}")
+            if data["topology"] == self.topology.name:
+                return [Cluster.from_dict(c) for c in data["clusters"]]
+            raise ProviderError(
+                f"{self.state_dir} holds clusters of topology {data['topology']!r}, "
+                f"not {self.topology.name!r}; tear them down first "
+                f"(python -m harness clusters down --state-dir {self.state_dir})"
+            )
+        provider = get_provider(self.provider_name, self.state_dir / "provider")
+        started = time.monotonic()
+        try:
+            clusters = provider.up(self.topology)
+        except Exception as e:
+            self._write({"error": str(e)[:4000], "topology": self.topology.name})
+            raise
+        self._write(
+            {
+                "topology": self.topology.name,
+                "provider": self.provider_name,
+                "owner_pid": os.getpid(),
+                "provision_seconds": round(time.monotonic() - started, 1),
+                "clusters": [c.to_dict() for c in clusters],
+            }
+        )
+        return clusters
+
+    def _write(self, data: dict[str, object]) -> None:
+        tmp = self._session_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, indent=2))
+        tmp.rename(self._session_file)
+
+    def provisioned(self) -> dict[str, object] | None:
+        if not self._session_file.exists():
+            return None
+        data: dict[str, object] = json.loads(self._session_file.read_text())
+        return data
+
+    def release(self) -> None:
+        """Tear down (unless kept); called once, by the controlling process."""
+        if self.keep:
+            return
+        get_provider(self.provider_name, self.state_dir / "provider").down()
+        self._session_file.unlink(missing_ok=True)
+        (self.state_dir / ".lock").unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            self.state_dir.rmdir()

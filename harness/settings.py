@@ -1,0 +1,49 @@
+"""Every wait the harness makes, named and documented in one place.
+
+Values are seconds. Override any of them with ``ISTHMUS_TIMEOUT_<NAME>`` (upper case).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    #: etcd answers its health endpoint after start.
+    etcd_ready: float = 60
+    #: kube-apiserver answers /readyz after start.
+    apiserver_ready: float = 120
+    #: every node of a cluster is Ready and has a podCIDR.
+    nodes_ready: float = 120
+    #: the default ServiceAccount and kube-root-ca.crt exist in a new namespace.
+    namespace_ready: float = 60
+    #: a namespace is gone after deletion was requested.
+    namespace_deleted: float = 120
+    #: a Deployment reports all replicas ready.
+    deployment_ready: float = 120
+    #: an EndpointSlice lists the expected addresses.
+    endpoints_ready: float = 60
+    #: a pod's processes stop and its address is freed after deletion.
+    pod_deleted: float = 60
+    #: a convergence assertion sees N consecutive successes.
+    convergence: float = 60
+    #: one HTTP call through the API server's pod proxy.
+    http_call: float = 15
+    #: the provisioning lock is held by another pytest process.
+    provision_lock: float = 1800
+    #: every process of a torn-down cluster has exited.
+    teardown: float = 60
+
+    @classmethod
+    def from_env(cls) -> Timeouts:
+        values = {}
+        for f in fields(cls):
+            env = os.environ.get(f"ISTHMUS_TIMEOUT_{f.name.upper()}")
+            if env:
+                values[f.name] = float(env)
+        return cls(**values)
+
+
+TIMEOUTS = Timeouts.from_env()

@@ -1,0 +1,47 @@
+# Recipes; ./run bootstraps the environment first, then calls these.
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+py := ".venv/bin/python"
+run_id := `date +%Y%m%d-%H%M%S`
+
+# Lint, type-check, unit tests, then the e2e suites on the netns provider.
+test: lint typecheck unit e2e
+
+# ruff and the import-linter contract (mesh never imports harness).
+lint:
+    {{py}} -m ruff check .
+    {{py}} -m ruff format --check .
+    .venv/bin/lint-imports
+
+# mypy strict on mesh and harness.
+typecheck:
+    {{py}} -m mypy
+
+# Fast unit tests of the sans-IO cores.
+unit *args:
+    {{py}} -m pytest tests -q -n 2 {{args}}
+
+# End-to-end suites on real clusters (netns provider by default).
+e2e *args:
+    {{py}} -m pytest suites -v --provider netns --topology two-flat --report-dir reports/test-{{run_id}} {{args}}
+
+# Bring up two-flat, run every suite, write reports under reports/, tear down.
+conformance *args:
+    {{py}} -m pytest suites -v --provider netns --topology two-flat --report-dir reports/conformance-{{run_id}} {{args}}
+
+# Bring a topology up by hand (for debugging): just up two-flat
+up topology="two-flat":
+    {{py}} -m harness clusters up {{topology}}
+
+# Tear down what `up` created.
+down:
+    {{py}} -m harness clusters down
+
+# Format the code.
+fmt:
+    {{py}} -m ruff format .
+    {{py}} -m ruff check --fix .
+
+# Benchmarks: print figures (not pass/fail).
+bench *args:
+    {{py}} -m bench {{args}}

@@ -1,0 +1,1 @@
+"""Isthmus: a multicluster service mesh speaking Linkerd's user-facing API."""
