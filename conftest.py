@@ -1,3 +1,3 @@
 """Root conftest: the fixtures every suite can use."""
 
-pytest_plugins = ["fixtures.clusters", "fixtures.workloads"]
+pytest_plugins = ["fixtures.clusters", "fixtures.workloads", "fixtures.evidence"]

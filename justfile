@@ -21,9 +21,10 @@ typecheck:
 unit *args:
     {{py}} -m pytest tests -q -n 2 {{args}}
 
-# End-to-end suites on real clusters (netns provider by default).
+# End-to-end suites on real clusters (netns provider): two-flat, then the hierarchical checks.
 e2e *args:
-    {{py}} -m pytest suites -v --provider netns --topology two-flat --report-dir reports/test-{{run_id}} {{args}}
+    {{py}} -m pytest suites -v --provider netns --topology two-flat --report-dir reports/test-{{run_id}}/two-flat {{args}}
+    {{py}} -m pytest suites/substrate -v --provider netns --topology two-hierarchical -k hierarchical --report-dir reports/test-{{run_id}}/two-hierarchical {{args}}
 
 # Bring up two-flat, run every suite, write reports under reports/, tear down.
 conformance *args:

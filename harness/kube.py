@@ -184,6 +184,20 @@ class Kube:
             lambda: self.describe_pods(namespace),
         )
 
+    def wait_pod_ready(self, name: str, namespace: str, timeout: float | None = None) -> Pod:
+        def ready() -> Pod | None:
+            pod = self.client.get(Pod, name, namespace=namespace)
+            conds = pod.status.conditions if pod.status else None
+            ok = any(c.type == "Ready" and c.status == "True" for c in conds or [])
+            return pod if ok else None
+
+        return wait_for(
+            f"[{self.name}] pod {namespace}/{name} Ready",
+            ready,
+            timeout or TIMEOUTS.deployment_ready,
+            lambda: self.describe_pods(namespace),
+        )
+
     def pods(self, namespace: str, selector: dict[str, str] | None = None) -> list[Pod]:
         labels: dict[str, Any] = dict(selector or {})
         return list(self.client.list(Pod, namespace=namespace, labels=labels))

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from harness import reporting
 from harness import topology as topo
 from harness.providers.netns.provider import STATE_ROOT
 from harness.session import ClusterSession
@@ -65,8 +66,10 @@ def _topology(config: pytest.Config) -> topo.Topology:
     return t.with_version(version) if version else t
 
 
+@pytest.hookimpl(tryfirst=True)  # before junitxml and allure read the paths set here
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "requires: topology requirements (clusters, network)")
+    config.addinivalue_line("markers", reporting.MARKER_HELP)
     try:
         t = _topology(config)
     except topo.TopologyError as e:
@@ -84,6 +87,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[SESSION_KEY] = ClusterSession(
         config.getoption("--provider"), t, Path(state), config.getoption("--keep-clusters")
     )
+    report_dir = config.getoption("--report-dir")
+    if report_dir is not None:
+        reporting.enable(config, report_dir, config.stash[SESSION_KEY])
 
 
 def _is_controller(config: pytest.Config) -> bool:

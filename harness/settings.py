@@ -33,8 +33,8 @@ class Timeouts:
     http_call: float = 15
     #: the provisioning lock is held by another pytest process.
     provision_lock: float = 1800
-    #: every process of a torn-down cluster has exited.
-    teardown: float = 60
+    #: SIGTERM to SIGKILL for the processes of a run being torn down.
+    teardown_grace: float = 5
 
     @classmethod
     def from_env(cls) -> Timeouts:

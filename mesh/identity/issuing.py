@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
@@ -207,8 +208,9 @@ def review(policy: IssuingPolicy, requested: str, token: TokenReview, csr: bytes
         return refused
     try:
         request = _load_csr(csr)
+        request.public_key()
         signed = request.is_signature_valid
-    except (ValueError, TypeError) as e:
+    except (ValueError, TypeError, UnsupportedAlgorithm) as e:
         return Refused(Check.CSR_READABLE, f"the CSR cannot be read: {e}")
     if not signed:
         return Refused(Check.CSR_SIGNATURE, "the CSR's signature does not verify")

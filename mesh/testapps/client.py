@@ -3,15 +3,18 @@
   POST /run          run a load (see ``loadgen.parse_run_spec``); records and a summary
   GET  /dns?name=    system-resolver lookup; NXDOMAIN is an answer (200), not a failure
   GET  /tcp?addr=    connect, read the first line; ``timeout`` seconds optional
+  GET  /token        the pod's projected service-account token (for TokenReview tests)
   GET  /healthz      200 ``ok``
 A request the API cannot accept gets 400 with ``{"error": ...}``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 from aiohttp import web
 
@@ -47,6 +50,7 @@ def make_app(resolver: Resolver = system_resolve, settings: Settings = SETTINGS)
     app.router.add_post("/run", _run)
     app.router.add_get("/dns", _dns)
     app.router.add_get("/tcp", _tcp)
+    app.router.add_get("/token", _token)
     app.router.add_get("/healthz", _healthz)
     return app
 
@@ -100,6 +104,17 @@ def _probe_timeout(raw: str | None, settings: Settings) -> float:
     if not 0 < timeout <= settings.max_request_timeout:
         raise ValueError(f"timeout must be > 0 and <= {settings.max_request_timeout:g}")
     return timeout
+
+
+SA_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
+
+
+async def _token(request: web.Request) -> web.Response:
+    try:
+        token = await asyncio.to_thread(SA_TOKEN.read_text)
+        return web.json_response({"token": token.strip()})
+    except OSError as exc:
+        return web.json_response({"error": f"cannot read {SA_TOKEN}: {exc}"}, status=404)
 
 
 async def _healthz(request: web.Request) -> web.Response:

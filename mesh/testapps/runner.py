@@ -93,7 +93,7 @@ class _Run:
         try:
             async with self.session.get(self.spec.url) as response:
                 status = response.status
-                body = await response.content.read(self.settings.max_body_bytes)
+                body = await _read_capped(response, self.settings.max_body_bytes)
         except Exception as exc:  # a record says what went wrong; one failure never ends a run
             error = self.describe(exc)
         latency_ms = (self.loop.time() - started) * 1000
@@ -104,6 +104,16 @@ class _Run:
             "responder": parse_responder(body) if body else None,
             "error": error,
         }
+
+
+async def _read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The body, or its first ``limit`` bytes when it is longer."""
+    chunks: list[bytes] = []
+    size = 0
+    while size < limit and (chunk := await response.content.read(limit - size)):
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
 
 
 async def execute(spec: RunSpec, settings: Settings = SETTINGS) -> RunResult:

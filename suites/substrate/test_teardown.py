@@ -28,8 +28,14 @@ def test_teardown_leaves_nothing(pytestconfig: pytest.Config, tmp_path: Path) ->
         k = Kube.connect(cluster)
         try:
             k.create_namespace("teardown")
-            k.apply((MANIFESTS / "testapp-server.yaml").read_text(), namespace="teardown",
-                    name="server", replicas="1", cluster="solo", service_type="ClusterIP")
+            k.apply(
+                (MANIFESTS / "testapp-server.yaml").read_text(),
+                namespace="teardown",
+                name="server",
+                replicas="1",
+                cluster="solo",
+                service_type="ClusterIP",
+            )
             k.wait_deployment_ready("server", "teardown")
         finally:
             k.close()

@@ -31,7 +31,7 @@ def test_deployment_ready_and_endpointslice_lists_pods(
     assert len(ips) == 2, f"expected 2 pod IPs, saw {ips} ({k.describe_pods(namespace)})"
     listed = wait_for(
         f"EndpointSlice of {namespace}/server listing {sorted(ips)}",
-        lambda: (a if (a := k.endpoint_addresses("server", namespace)) == ips else None),
+        lambda: a if (a := k.endpoint_addresses("server", namespace)) == ips else None,
         TIMEOUTS.endpoints_ready,
         lambda: str(sorted(k.endpoint_addresses("server", namespace))),
     )
@@ -102,8 +102,9 @@ def test_hierarchical_pod_ips_unreachable_but_load_balancer_answers(
         lb = svc.status.loadBalancer if svc.status else None
         return lb.ingress[0].ip if lb and lb.ingress else None
 
-    lb_ip = wait_for(f"LoadBalancer address of {namespace}/server", ingress,
-                     TIMEOUTS.endpoints_ready)
+    lb_ip = wait_for(
+        f"LoadBalancer address of {namespace}/server", ingress, TIMEOUTS.endpoints_ready
+    )
     result = client.run(f"http://{lb_ip}:8080/", count=5)
     statuses = [r["status"] for r in result["records"]]
     assert statuses == [200] * 5, (
@@ -144,23 +145,24 @@ def test_deleting_pod_stops_processes_and_frees_address(
     """(g) deleting a pod stops its processes and frees its address."""
     name = next(iter(kube))
     k = kube[name]
-    victim = workloads.client(name, name="victim")
+    pod = workloads.server_pod(name, name="victim")
     probe = workloads.client(name, name="probe")
-    pod = k.client.get(Pod, victim.pod, namespace=namespace)
-    ip, uid = pod.status.podIP, pod.metadata.uid
-    before = probe._call(f"/tcp?addr={ip}:9090")
-    assert before.get("error") is None or before.get("ok"), (
-        f"expected {ip}:9090 to accept a connection before deletion: {before}"
-    )
-    k.client.delete(Pod, victim.pod, namespace=namespace)
+    ip, uid, pod_name = pod.status.podIP, pod.metadata.uid, pod.metadata.name
+    before = probe._call(f"/tcp?addr={ip}:9000")
+    assert before["ok"], f"expected {ip}:9000 to say hello before deletion: {before}"
+    k.client.delete(Pod, pod_name, namespace=namespace)
 
     def gone() -> bool | None:
-        return True if victim.pod not in {p.metadata.name for p in k.pods(namespace)} else None
+        return True if pod_name not in {p.metadata.name for p in k.pods(namespace)} else None
 
-    wait_for(f"pod {namespace}/{victim.pod} deleted", gone, TIMEOUTS.pod_deleted,
-             lambda: k.describe_pods(namespace))
-    after = probe._call(f"/tcp?addr={ip}:9090")
-    assert after.get("error"), f"expected {ip}:9090 to refuse after deletion, saw {after}"
+    wait_for(
+        f"pod {namespace}/{pod_name} deleted",
+        gone,
+        TIMEOUTS.pod_deleted,
+        lambda: k.describe_pods(namespace),
+    )
+    after = probe._call(f"/tcp?addr={ip}:9000&timeout=2")
+    assert not after["ok"], f"expected {ip}:9000 to be gone after deletion, saw {after}"
     if k.cluster.extra.get("provider") == "netns":
         left = _processes_mentioning(uid)
         assert not left, f"expected no process of pod uid {uid} after deletion: {left}"

@@ -157,6 +157,7 @@ class ControlPlane:
             "apiserver-kubelet-client", "kube-apiserver-kubelet-client", orgs=("system:masters",)
         )
         sa = pki.service_account_keys()
+        front = pki.issue("front-proxy-client", "front-proxy-client")
         issuer = f"https://kubernetes.default.svc.{spec.domain}"
         pid = self._spawn(
             "kube-apiserver",
@@ -192,7 +193,21 @@ class ControlPlane:
                 str(sa.cert),
                 "--service-account-signing-key-file",
                 str(sa.key),
-                "--authorization-mode",
+                "--requestheader-client-ca-file",
+            str(pki.ca.cert),
+            "--requestheader-allowed-names",
+            "front-proxy-client",
+            "--requestheader-username-headers",
+            "X-Remote-User",
+            "--requestheader-group-headers",
+            "X-Remote-Group",
+            "--requestheader-extra-headers-prefix",
+            "X-Remote-Extra-",
+            "--proxy-client-cert-file",
+            str(front.cert),
+            "--proxy-client-key-file",
+            str(front.key),
+            "--authorization-mode",
                 "Node,RBAC",
                 "--enable-admission-plugins",
                 "NodeRestriction",

@@ -332,8 +332,9 @@ class NetnsProvider:
             return
         names = Names(state["rid"])
         started = time.monotonic()
-        network.kill_pids(list(state.get("host_pids", [])), TIMEOUTS.teardown)
-        network.teardown(names.prefix, names.bridge, TIMEOUTS.teardown)
+        # The kubelets get a moment to stop their pods cleanly; the rest is disposable.
+        network.kill_pids(list(state.get("host_pids", [])), TIMEOUTS.teardown_grace)
+        network.teardown(names.prefix, names.bridge, TIMEOUTS.teardown_grace)
         shutil.rmtree(self.state_dir, ignore_errors=True)
         self.progress(f"run {names.rid} torn down in {time.monotonic() - started:.1f}s")
 
@@ -372,7 +373,7 @@ def leftovers(rid: str, state_dir: Path) -> list[str]:
             cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        if str(state_dir) in cmd or names.prefix in cmd:
+        if proc.name != str(os.getpid()) and (str(state_dir) in cmd or names.prefix in cmd):
             found.append(f"process {proc.name}: {cmd[:120]}")
     if state_dir.exists():
         found.append(f"state dir {state_dir}")

@@ -11,6 +11,9 @@ Rules:
   do not exist gets them inside an overlay (upper/work under the pod's scratch dir)
   mounted over the deepest existing ancestor, in this mount namespace only; when that
   ancestor is ``/`` the container gets an overlay root and is chrooted into it.
+- A non-root container must be able to reach its program and interpreter even when
+  they live under a directory closed to others (``/root/.pyenv``): such a directory
+  is overlaid with an upper root that others may traverse, again only in here.
 - Volume sources are opened before any overlay is mounted, so a source that lives
   under an overlaid directory still binds the real directory.
 - Standard library only: this runs once per container start and must start fast.
@@ -63,6 +66,8 @@ class LaunchSpec:
     groups: list[int] = field(default_factory=list)
     mounts: list[Mount] = field(default_factory=list)
     hostname: str = ""
+    #: files whose directories must be traversable by ``uid`` (the program, its interpreter)
+    traverse: list[str] = field(default_factory=list)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1)
@@ -203,12 +208,39 @@ class _Mounter:
             os.makedirs(target, exist_ok=True)
         return target
 
+    def open_up(self, directory: str) -> None:
+        """Let every user traverse ``directory`` in this namespace."""
+        mode = os.stat(directory).st_mode & 0o7777
+        if mode & 0o001:
+            return
+        if self._writable(directory):
+            os.chmod(directory, mode | 0o011)
+            return
+        upper, work = self._fresh_dirs(directory.strip("/").replace("/", "_") or "root")
+        os.chmod(upper, mode | 0o011)
+        _mount("overlay", directory, "overlay", 0,
+               f"lowerdir={directory},upperdir={upper},workdir={work}")
+        self.overlays.append(directory)
+
     def bind(self, fd: int, mount: Mount) -> None:
         target = self.ensure(mount.target, mount.kind)
         _mount(f"/proc/self/fd/{fd}", target, None, MS_BIND | MS_REC)
         if mount.readonly:
             _mount(None, target, None, MS_REMOUNT | MS_BIND | MS_RDONLY)
         self.binds.append(target)
+
+
+def _ancestors(paths: list[str]) -> list[str]:
+    """Every directory on the way to each path (symlinks resolved), parents first."""
+    seen: list[str] = []
+    for path in paths:
+        for variant in (os.path.abspath(path), os.path.realpath(path)):
+            parts = Path(variant).parent.parts
+            for i in range(2, len(parts) + 1):
+                d = os.path.realpath(str(Path(*parts[:i])))
+                if d not in seen:
+                    seen.append(d)
+    return seen
 
 
 def _needs_root_overlay(spec: LaunchSpec) -> bool:
@@ -230,6 +262,9 @@ def setup(spec: LaunchSpec) -> None:
     mounter = _Mounter(spec.scratch)
     if _needs_root_overlay(spec):
         mounter.overlay_root()
+    if spec.uid:
+        for directory in _ancestors(spec.traverse):
+            mounter.open_up(directory)
     order = sorted(range(len(spec.mounts)),
                    key=lambda i: len(Path(spec.mounts[i].target).parts))
     for i in order:
