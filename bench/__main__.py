@@ -38,11 +38,10 @@ def _rss_kib(pid: int) -> int:
 
 def _figure(name: str, value: float, unit: str) -> None:
     target = TARGETS.get(name)
-    verdict = (
-        ""
-        if target is None
-        else (" (target <= {:g}{}: {})".format(target, unit, "met" if value <= target else "MISSED"))
-    )
+    verdict = ""
+    if target is not None:
+        met = "met" if value <= target else "MISSED"
+        verdict = f" (target <= {target:g}{unit}: {met})"
     print(f"{name:<20} {value:10.1f} {unit}{verdict}", flush=True)
 
 

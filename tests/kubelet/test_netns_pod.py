@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.providers.netns.kubelet.containers import start_container
+from harness.providers.netns.kubelet.containers import LAUNCHER, start_container
 from harness.providers.netns.kubelet.launch import LaunchSpec, Mount
 from harness.providers.netns.kubelet.naming import node_veth, pod_netns
 from harness.providers.netns.kubelet.sandbox import (
@@ -35,6 +35,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 POD_IP = "10.250.7.2"
+NODE_IP = "10.250.0.1"
 
 
 def sh(*argv: str, check: bool = True) -> str:
@@ -47,6 +48,7 @@ def node_ns() -> object:
     sh("ip", "netns", "add", name)
     try:
         sh("ip", "-n", name, "link", "set", "lo", "up")
+        sh("ip", "-n", name, "addr", "add", NODE_IP + "/32", "dev", "lo")
         sh("ip", "netns", "exec", name, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
         yield name
     finally:
@@ -58,12 +60,19 @@ def node_ns() -> object:
 @pytest.fixture
 async def sandbox(node_ns: str, tmp_path: Path) -> AsyncIterator[Sandbox]:
     uid = secrets.token_hex(16)
-    sb = Sandbox(netns=pod_netns(node_ns.removesuffix("-node"), uid), ip=POD_IP,
-                 veth=node_veth(uid))
-    etc = tmp_path / "etc-netns" / sb.netns
+    sb = Sandbox(
+        netns=pod_netns(node_ns.removesuffix("-node"), uid), ip=POD_IP, veth=node_veth(uid)
+    )
+    etc = Path("/etc/netns") / sb.netns
     try:
         await create_pod_network(node_ns, sb)
-        write_etc_files(etc, {"hosts": f"127.0.0.1\tlocalhost\n{POD_IP}\tpod\n"})
+        write_etc_files(
+            etc,
+            {
+                "hosts": f"127.0.0.1\tlocalhost\n{POD_IP}\tpod\n",
+                "resolv.conf": "nameserver 127.0.0.1\n",
+            },
+        )
         yield sb
     finally:
         await remove_pod_network(node_ns, sb)
@@ -74,11 +83,33 @@ def host_mounts() -> str:
     return Path("/proc/self/mountinfo").read_text()
 
 
+def exists(path: str) -> bool:
+    return Path(path).exists()
+
+
+def read(path: Path) -> str:
+    return path.read_text()
+
+
+def proc_status(pid: int) -> str:
+    return Path(f"/proc/{pid}/status").read_text()
+
+
 async def http_get_in(netns: str, url: str) -> str:
-    code = f"import urllib.request;print(urllib.request.urlopen({url!r}, timeout=2).read().decode())"
+    code = (
+        f"import urllib.request;print(urllib.request.urlopen({url!r}, timeout=2).read().decode())"
+    )
     proc = await asyncio.create_subprocess_exec(
-        "ip", "netns", "exec", netns, sys.executable, "-c", code,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        "ip",
+        "netns",
+        "exec",
+        netns,
+        sys.executable,
+        "-c",
+        code,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     out, err = await proc.communicate()
     assert proc.returncode == 0, err.decode()
     return out.decode()
@@ -93,11 +124,20 @@ async def test_pod_runs_with_volume_and_is_reachable_then_leaves_nothing(
     (volume / "hello.txt").write_text(f"hello {tag}\n")
     target = f"/var/run/isthmus-kubelet-test-{tag}/data"
     toplevel = f"/isthmus-kubelet-test-{tag}/conf"
-    assert not Path(target).exists() and not Path(toplevel).exists()
+    assert not exists(target)
+    assert not exists(toplevel)
 
     server = LaunchSpec(
-        argv=[sys.executable, "-m", "http.server", "8080", "--bind", "0.0.0.0",
-              "--directory", target],
+        argv=[
+            sys.executable,
+            "-m",
+            "http.server",
+            "8080",
+            "--bind",
+            "0.0.0.0",
+            "--directory",
+            target,
+        ],
         env={"PATH": os.environ["PATH"]},
         scratch=str(tmp_path / "scratch-server"),
         mounts=[Mount(str(volume), target, readonly=True)],
@@ -107,45 +147,86 @@ async def test_pod_runs_with_volume_and_is_reachable_then_leaves_nothing(
         traverse=[sys.executable],
     )
     reader = LaunchSpec(
-        argv=["sh", "-c", f"cat {toplevel}/hello.txt; id -u; hostname; "
-                          f"touch {toplevel}/x 2>/dev/null || echo read-only"],
+        argv=[
+            "sh",
+            "-c",
+            f"cat {toplevel}/hello.txt; id -u; hostname; "
+            f"touch {toplevel}/x 2>/dev/null || echo read-only",
+        ],
         env={"PATH": os.environ["PATH"]},
         scratch=str(tmp_path / "scratch-reader"),
         mounts=[Mount(str(volume), toplevel, readonly=True)],
         hostname="pod",
     )
-    srv = await start_container(sys.executable, sandbox.netns, server,
-                                tmp_path / "server.json", tmp_path / "logs" / "server.log")
-    rdr = await start_container(sys.executable, sandbox.netns, reader,
-                                tmp_path / "reader.json", tmp_path / "logs" / "reader.log")
+    srv = await start_container(
+        sys.executable,
+        sandbox.netns,
+        server,
+        tmp_path / "server.json",
+        tmp_path / "logs" / "server.log",
+    )
+    rdr = await start_container(
+        sys.executable,
+        sandbox.netns,
+        reader,
+        tmp_path / "reader.json",
+        tmp_path / "logs" / "reader.log",
+    )
     try:
         assert await asyncio.wait_for(rdr.wait(), 20) == 0
-        out = rdr.log_path.read_text().splitlines()
+        out = read(rdr.log_path).splitlines()
         assert out == [f"hello {tag}", "0", "pod", "read-only"]
 
         body = ""
-        for _ in range(100):
+        deadline = asyncio.get_running_loop().time() + 20
+        while not body:
             try:
                 body = await http_get_in(node_ns, f"http://{POD_IP}:8080/hello.txt")
-                break
             except AssertionError:
-                assert srv.running, srv.log_path.read_text()
-                await asyncio.sleep(0.1)
+                assert srv.running, read(srv.log_path)
+                assert asyncio.get_running_loop().time() < deadline, "pod never answered"
+                await asyncio.sleep(0.2)
         assert body == f"hello {tag}\n\n"
 
-        status = Path(f"/proc/{srv.pid}/status").read_text()
+        status = proc_status(srv.pid)
         assert "\nUid:\t65534\t65534" in status
-        assert not Path(target).exists(), "the mount path leaked onto the host"
-        assert target not in host_mounts() and "isthmus-kubelet-test" not in host_mounts()
+        assert not exists(target), "the mount path leaked onto the host"
+        assert "isthmus-kubelet-test" not in host_mounts()
     finally:
         await srv.stop(grace=5, kill_wait=5)
         await rdr.stop(grace=1, kill_wait=5)
 
     veth = sandbox.veth
     await remove_pod_network(node_ns, sandbox)
-    assert not await netns_exists(sandbox.netns)
+    assert not netns_exists(sandbox.netns)
     assert veth not in sh("ip", "-n", node_ns, "link", "show")
     assert POD_IP not in sh("ip", "-n", node_ns, "route", "show")
-    assert not Path(f"/proc/{srv.pid}").exists()
-    assert not Path(target).exists() and not Path(toplevel).exists()
+    assert not exists(f"/proc/{srv.pid}")
+    assert not exists(target)
+    assert not exists(toplevel)
     assert "isthmus-kubelet-test" not in host_mounts()
+
+
+@pytest.mark.parametrize(
+    ("argv", "mounts", "code", "message"),
+    [
+        (["true"], [Mount("/nonexistent-volume-source", "/x")], 128, "container setup failed"),
+        (["/nonexistent/program"], [], 127, "no such file or directory"),
+        (["no-such-program-anywhere"], [], 127, "executable file not found in $PATH"),
+    ],
+)
+def test_launcher_reports_why_a_container_never_ran(
+    tmp_path: Path, argv: list[str], mounts: list[Mount], code: int, message: str
+) -> None:
+    spec = LaunchSpec(
+        argv=argv, env={"PATH": "/usr/bin:/bin"}, scratch=str(tmp_path / "s"), mounts=mounts
+    )
+    (tmp_path / "spec.json").write_text(spec.to_json())
+    proc = subprocess.run(
+        [sys.executable, "-I", "-S", str(LAUNCHER), str(tmp_path / "spec.json")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert proc.returncode == code
+    assert message in proc.stderr

@@ -47,7 +47,8 @@ class Backoff:
         if ran_for >= self.policy.reset_after:
             self.crashes = 0
         self.crashes += 1
-        return min(self.policy.cap, self.policy.initial * 2 ** (self.crashes - 1))
+        delay: float = self.policy.initial * 2.0 ** (self.crashes - 1)
+        return min(self.policy.cap, delay)
 
 
 def exit_reason(exit_code: int) -> str:

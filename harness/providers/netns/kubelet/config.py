@@ -40,8 +40,8 @@ class KubeletTimings:
     shutdown_budget: float = 15.0
     #: a pod's processes get at most this grace period during kubelet shutdown.
     shutdown_grace: float = 5.0
-    #: an exec probe or a host command is abandoned after this long.
-    command_timeout: float = 30.0
+    #: a postStart hook that has not finished by then counts as failed.
+    post_start_timeout: float = 120.0
     backoff: BackoffPolicy = field(default_factory=BackoffPolicy)
 
 
@@ -71,7 +71,7 @@ def parse_args(argv: list[str] | None = None) -> KubeletConfig:
     p = argparse.ArgumentParser(
         prog="python -m harness.providers.netns.kubelet",
         description="Kubelet stand-in: runs the pods bound to one node as processes "
-                    "in network namespaces.",
+        "in network namespaces.",
     )
     p.add_argument("--kubeconfig", required=True, type=Path)
     p.add_argument("--node-name", required=True)

@@ -62,26 +62,65 @@ class ContainerProcess:
         return self.proc.returncode
 
 
-def launcher_argv(python: str, netns: str, spec_path: Path) -> list[str]:
+def launcher_argv(
+    python: str, netns: str, spec_path: Path, ready_fd: int | None = None
+) -> list[str]:
     """The command that starts a container in ``netns``."""
-    return ["ip", "netns", "exec", netns, python, "-I", "-S", str(LAUNCHER), str(spec_path)]
+    tail = [] if ready_fd is None else [str(ready_fd)]
+    return ["ip", "netns", "exec", netns, python, "-I", "-S", str(LAUNCHER), str(spec_path), *tail]
 
 
 async def start_container(
-    python: str, netns: str, spec: LaunchSpec, spec_path: Path, log_path: Path
+    python: str,
+    netns: str,
+    spec: LaunchSpec,
+    spec_path: Path,
+    log_path: Path,
+    setup_timeout: float = 15.0,
 ) -> ContainerProcess:
-    """Write the launch spec and start the container process."""
+    """Start the container process; return once its namespaces are set up (or it died)."""
+    log_fd = _prepare(spec, spec_path, log_path)
+    ready_r, ready_w = os.pipe()
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *launcher_argv(python, netns, spec_path, ready_w),
+            stdin=subprocess.DEVNULL,
+            stdout=log_fd,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            pass_fds=(ready_w,),
+        )
+    finally:
+        os.close(log_fd)
+        os.close(ready_w)
+    await _wait_ready(ready_r, setup_timeout)
+    return ContainerProcess(proc=proc, started_at=time.time(), log_path=log_path)
+
+
+async def _wait_ready(fd: int, timeout: float) -> None:
+    """Wait for the launcher's ready byte or its exit (EOF), at most ``timeout`` s."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+    os.set_blocking(fd, False)
+
+    def readable() -> None:
+        if not done.done():
+            done.set_result(None)
+
+    loop.add_reader(fd, readable)
+    try:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(done, timeout)
+    finally:
+        loop.remove_reader(fd)
+        os.close(fd)
+
+
+def _prepare(spec: LaunchSpec, spec_path: Path, log_path: Path) -> int:
+    """Write the spec, make the scratch and log dirs; return the log file opened to append."""
     spec_path.parent.mkdir(parents=True, exist_ok=True)
     spec_path.write_text(spec.to_json())
     spec_path.chmod(0o600)
     Path(spec.scratch).mkdir(parents=True, exist_ok=True)
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab") as log:
-        proc = await asyncio.create_subprocess_exec(
-            *launcher_argv(python, netns, spec_path),
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    return ContainerProcess(proc=proc, started_at=time.time(), log_path=log_path)
+    return os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)

@@ -61,8 +61,8 @@ def expand(text: str, lookup: Mapping[str, str]) -> str:
             if end < 0:
                 out.append(text[i:])
                 break
-            name = text[i + 2:end]
-            out.append(lookup[name] if name in lookup else text[i:end + 1])
+            name = text[i + 2 : end]
+            out.append(lookup[name] if name in lookup else text[i : end + 1])
             i = end + 1
         else:
             out.append(ch)
@@ -87,6 +87,7 @@ def service_env(cluster_ip: str, port: int) -> dict[str, str]:
 
 def _format_map(values: Mapping[str, str]) -> str:
     """Labels/annotations as the downward API writes them: ``key="value"`` lines."""
+
     def quote(v: str) -> str:
         return '"' + v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
@@ -116,14 +117,26 @@ def pod_field(pod: Pod, path: str, pod_ip: str = "", host_ip: str = "") -> str:
         return _format_map(meta.get("annotations") or {})
     for prefix, key in (("metadata.labels", "labels"), ("metadata.annotations", "annotations")):
         if path.startswith(prefix + "['") and path.endswith("']"):
-            table: Mapping[str, str] = meta.get(key) or {}  # type: ignore[assignment]
-            return table.get(path[len(prefix) + 2:-2], "")
+            table: dict[str, str] | None = (
+                meta.get("labels") if key == "labels" else meta.get("annotations")
+            )
+            return table.get(path[len(prefix) + 2 : -2], "") if table else ""
     raise MissingReference(f"unsupported fieldRef {path!r}")
 
 
 _BINARY_SUFFIX = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
-_DECIMAL_SUFFIX = {"n": 1e-9, "u": 1e-6, "m": 1e-3, "": 1.0, "k": 1e3, "M": 1e6, "G": 1e9,
-                   "T": 1e12, "P": 1e15, "E": 1e18}
+_DECIMAL_SUFFIX = {
+    "n": 1e-9,
+    "u": 1e-6,
+    "m": 1e-3,
+    "": 1.0,
+    "k": 1e3,
+    "M": 1e6,
+    "G": 1e9,
+    "T": 1e12,
+    "P": 1e15,
+    "E": 1e18,
+}
 
 
 def parse_quantity(q: str) -> float:
@@ -133,7 +146,7 @@ def parse_quantity(q: str) -> float:
         if q.endswith(suffix):
             return float(q[: -len(suffix)]) * mult
     num = q.rstrip("numkMGTPE")
-    return float(num) * _DECIMAL_SUFFIX[q[len(num):]]
+    return float(num) * _DECIMAL_SUFFIX[q[len(num) :]]
 
 
 #: what an unset limit reads as (the node's allocatable, as Kubernetes does).
@@ -143,8 +156,10 @@ NODE_ALLOCATABLE = {"cpu": "8", "memory": "16Gi", "ephemeral-storage": "100Gi"}
 def resource_field(container: Container, ref: ResourceFieldSelector) -> str:
     """``resourceFieldRef``: a request or limit, divided and rounded up (best effort)."""
     kind, _, resource = ref.get("resource", "").partition(".")
-    res = container.get("resources") or {}
-    values = res.get("limits" if kind == "limits" else "requests") or {}
+    res = container.get("resources")
+    values: dict[str, str] = {}
+    if res is not None:
+        values = (res.get("limits") if kind == "limits" else res.get("requests")) or {}
     raw = values.get(resource)
     if raw is None:
         raw = NODE_ALLOCATABLE.get(resource, "0") if kind == "limits" else "0"
@@ -183,9 +198,9 @@ def resolve_env(pod: Pod, container: Container, inputs: EnvInputs) -> dict[str, 
                 if ref.get("optional", False):
                     continue
                 raise MissingReference(f'{kind} "{ref.get("name", "")}" not found')
-            for key, value in obj.items():
+            for key, raw in obj.items():
                 if "=" not in key:
-                    env[prefix + key] = value.decode("utf-8", errors="replace")
+                    env[prefix + key] = raw.decode("utf-8", errors="replace")
     for var in container.get("env") or []:
         name = var.get("name", "")
         if "value" in var:
@@ -197,8 +212,9 @@ def resolve_env(pod: Pod, container: Container, inputs: EnvInputs) -> dict[str, 
             continue
         value: str | None
         if "fieldRef" in source:
-            value = pod_field(pod, source["fieldRef"].get("fieldPath", ""),
-                              inputs.pod_ip, inputs.host_ip)
+            value = pod_field(
+                pod, source["fieldRef"].get("fieldPath", ""), inputs.pod_ip, inputs.host_ip
+            )
         elif "resourceFieldRef" in source:
             value = resource_field(container, source["resourceFieldRef"])
         elif "configMapKeyRef" in source:

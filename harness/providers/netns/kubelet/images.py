@@ -45,9 +45,9 @@ def parse_image(image: str) -> ImageRef:
     slash = rest.rfind("/")
     colon = rest.rfind(":")
     if colon > slash:
-        repo, tag = rest[:colon], rest[colon + 1:]
+        repo, tag = rest[:colon], rest[colon + 1 :]
     if registry in ("docker.io", "index.docker.io") and repo.startswith("library/"):
-        repo = repo[len("library/"):]
+        repo = repo[len("library/") :]
     return ImageRef(registry, repo, tag or ("" if digest else "latest"), digest)
 
 

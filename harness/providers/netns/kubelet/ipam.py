@@ -20,7 +20,8 @@ class Ipam:
     def __init__(self, cidr: str, allocations: Mapping[str, str] | None = None) -> None:
         self.network = ipaddress.ip_network(cidr, strict=False)
         self._by_uid: dict[str, str] = {
-            uid: ip for uid, ip in (allocations or {}).items()
+            uid: ip
+            for uid, ip in (allocations or {}).items()
             if ipaddress.ip_address(ip) in self.network
         }
         self._next = 2

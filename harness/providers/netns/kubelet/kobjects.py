@@ -107,6 +107,22 @@ class Probe(TypedDict, total=False):
     terminationGracePeriodSeconds: int
 
 
+class SleepAction(TypedDict, total=False):
+    seconds: int
+
+
+class LifecycleHandler(TypedDict, total=False):
+    httpGet: HTTPGetAction
+    tcpSocket: TCPSocketAction
+    exec: ExecAction
+    sleep: SleepAction
+
+
+class Lifecycle(TypedDict, total=False):
+    postStart: LifecycleHandler
+    preStop: LifecycleHandler
+
+
 class ContainerPort(TypedDict, total=False):
     name: str
     containerPort: int
@@ -138,6 +154,7 @@ class Container(TypedDict, total=False):
     readinessProbe: Probe
     livenessProbe: Probe
     startupProbe: Probe
+    lifecycle: Lifecycle
     securityContext: SecurityContext
     resources: ResourceRequirements
     restartPolicy: str

@@ -1,10 +1,11 @@
 """The container launcher: the first program of every container process.
 
-Run as ``ip netns exec <netns> python launch.py SPEC.json`` (or ``-m`` this module).
+Run as ``ip netns exec <netns> python launch.py SPEC.json [READY_FD]`` (or ``-m``).
 It reads a :class:`LaunchSpec`, then, in this order: unshares a private mount
 namespace (and a UTS namespace when the pod has its own hostname), bind-mounts every
-volume at its mount path, drops to the container's uid/gid, changes directory and
-execs the program, so the process the kubelet started *is* the container.
+volume at its mount path, drops to the container's uid/gid, changes directory, writes
+one byte to READY_FD (if given) and execs the program, so the process the kubelet
+started *is* the container.
 
 Rules:
 - Nothing is ever created on the host's filesystem. A mount path whose directories
@@ -92,8 +93,9 @@ def _check(ret: int, what: str) -> None:
         raise SetupError(f"{what}: {os.strerror(err)}")
 
 
-def _mount(source: str | None, target: str, fstype: str | None, flags: int,
-           data: str | None = None) -> None:
+def _mount(
+    source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None
+) -> None:
     _check(
         _libc.mount(
             source.encode() if source is not None else None,
@@ -196,8 +198,13 @@ class _Mounter:
             return existing
         if not self._writable(existing):
             upper, work = self._fresh_dirs(existing.strip("/").replace("/", "_"))
-            _mount("overlay", existing, "overlay", 0,
-                   f"lowerdir={existing},upperdir={upper},workdir={work}")
+            _mount(
+                "overlay",
+                existing,
+                "overlay",
+                0,
+                f"lowerdir={existing},upperdir={upper},workdir={work}",
+            )
             self.overlays.append(existing)
         target = os.path.join(existing, *missing)
         if kind == "file":
@@ -218,8 +225,13 @@ class _Mounter:
             return
         upper, work = self._fresh_dirs(directory.strip("/").replace("/", "_") or "root")
         os.chmod(upper, mode | 0o011)
-        _mount("overlay", directory, "overlay", 0,
-               f"lowerdir={directory},upperdir={upper},workdir={work}")
+        _mount(
+            "overlay",
+            directory,
+            "overlay",
+            0,
+            f"lowerdir={directory},upperdir={upper},workdir={work}",
+        )
         self.overlays.append(directory)
 
     def bind(self, fd: int, mount: Mount) -> None:
@@ -265,8 +277,7 @@ def setup(spec: LaunchSpec) -> None:
     if spec.uid:
         for directory in _ancestors(spec.traverse):
             mounter.open_up(directory)
-    order = sorted(range(len(spec.mounts)),
-                   key=lambda i: len(Path(spec.mounts[i].target).parts))
+    order = sorted(range(len(spec.mounts)), key=lambda i: len(Path(spec.mounts[i].target).parts))
     for i in order:
         mounter.bind(fds[i], spec.mounts[i])
     for fd in fds:
@@ -282,8 +293,8 @@ def setup(spec: LaunchSpec) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        print("usage: launch.py SPEC.json", file=sys.stderr)
+    if len(args) not in (1, 2):
+        print("usage: launch.py SPEC.json [READY_FD]", file=sys.stderr)
         os._exit(2)
     try:
         spec = LaunchSpec.from_json(Path(args[0]).read_text())
@@ -291,11 +302,20 @@ def main(argv: list[str] | None = None) -> None:
     except (SetupError, OSError, ValueError, TypeError) as e:
         print(f"isthmus launcher: container setup failed: {e}", file=sys.stderr, flush=True)
         os._exit(EXIT_SETUP_FAILED)
+    if len(args) == 2:
+        # Tell the kubelet the namespaces are final: exec probes and hooks may enter them.
+        ready = int(args[1])
+        os.write(ready, b"1")
+        os.close(ready)
     try:
         os.execvpe(spec.argv[0], spec.argv, spec.env)
     except FileNotFoundError:
-        print(f'isthmus launcher: exec: "{spec.argv[0]}": executable file not found in $PATH',
-              file=sys.stderr, flush=True)
+        where = (
+            "no such file or directory"
+            if "/" in spec.argv[0]
+            else "executable file not found in $PATH"
+        )
+        print(f'isthmus launcher: exec: "{spec.argv[0]}": {where}', file=sys.stderr, flush=True)
         os._exit(EXIT_NOT_FOUND)
     except OSError as e:
         print(f'isthmus launcher: exec "{spec.argv[0]}": {e}', file=sys.stderr, flush=True)

@@ -62,8 +62,7 @@ def build_launch_spec(
     full_env = {**base_env(pod, bin_dir, uid, node_name), **env}
     command = [expand(a, full_env) for a in container.get("command") or []]
     args = [expand(a, full_env) for a in container.get("args") or []]
-    argv = container_argv(container.get("image", ""), command, args, bin_dir,
-                          is_executable, which)
+    argv = container_argv(container.get("image", ""), command, args, bin_dir, is_executable, which)
     host_network = pod.get("spec", {}).get("hostNetwork", False)
     return LaunchSpec(
         argv=argv,

@@ -24,7 +24,7 @@ def uid_prefix_of_netns(prefix: str, netns: str) -> str | None:
     head = f"{prefix}-"
     if not netns.startswith(head):
         return None
-    rest = netns[len(head):]
+    rest = netns[len(head) :]
     if len(rest) != UID_CHARS or any(c not in "0123456789abcdef-" for c in rest):
         return None
     return rest
@@ -44,7 +44,7 @@ def pid_of_container_id(cid: str) -> int | None:
     """Inverse of :func:`container_id`."""
     if not cid.startswith(CONTAINER_ID_SCHEME):
         return None
-    tail = cid[len(CONTAINER_ID_SCHEME):]
+    tail = cid[len(CONTAINER_ID_SCHEME) :]
     return int(tail) if tail.isdigit() else None
 
 

@@ -29,6 +29,10 @@ def _enter(path: Path) -> None:
         os.close(fd)
 
 
+def _new_socket(family: int, kind: int) -> socket.socket:
+    return socket.socket(family, kind)
+
+
 class NetnsSockets:
     """Creates sockets in the network namespace at ``path`` (None: the kubelet's own)."""
 
@@ -40,22 +44,24 @@ class NetnsSockets:
                 max_workers=1, thread_name_prefix="netns", initializer=_enter, initargs=(path,)
             )
 
-    async def socket(self, family: int = socket.AF_INET,
-                     kind: int = socket.SOCK_STREAM) -> socket.socket:
+    async def new_socket(
+        self, family: int = socket.AF_INET, kind: int = socket.SOCK_STREAM
+    ) -> socket.socket:
         if self._pool is None:
             sock = socket.socket(family, kind)
         else:
             loop = asyncio.get_running_loop()
-            sock = await loop.run_in_executor(self._pool, socket.socket, family, kind)
+            sock = await loop.run_in_executor(self._pool, _new_socket, family, kind)
         sock.setblocking(False)
         return sock
 
     async def connect(self, host: str, port: int, timeout: float) -> socket.socket:
         """A connected TCP socket to ``host:port`` from inside the namespace."""
-        sock = await self.socket()
+        sock = await self.new_socket()
         try:
-            await asyncio.wait_for(asyncio.get_running_loop().sock_connect(sock, (host, port)),
-                                   timeout)
+            await asyncio.wait_for(
+                asyncio.get_running_loop().sock_connect(sock, (host, port)), timeout
+            )
         except BaseException:
             sock.close()
             raise

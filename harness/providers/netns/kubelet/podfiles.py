@@ -44,8 +44,12 @@ def resolv_conf(pod: Pod, cluster_domain: str, dns_ip: str) -> str | None:
     if searches:
         lines.append("search " + " ".join(searches[:32]))
     if options:
-        lines.append("options " + " ".join(
-            name if value is None else f"{name}:{value}" for name, value in options.items()))
+        lines.append(
+            "options "
+            + " ".join(
+                name if value is None else f"{name}:{value}" for name, value in options.items()
+            )
+        )
     return "\n".join(lines) + "\n"
 
 

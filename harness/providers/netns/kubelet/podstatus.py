@@ -85,6 +85,8 @@ class PodView:
     terminal_phase: str | None = None
     readiness_gates: Sequence[str] = ()
     gate_status: Mapping[str, bool] = field(default_factory=dict)
+    #: init containers with ``restartPolicy: Always``; their readiness counts too
+    sidecars: frozenset[str] = frozenset()
 
 
 def state_json(state: ContainerState) -> JsonDict:
@@ -161,14 +163,22 @@ def compute_phase(view: PodView) -> str:
 
 
 def _condition(
-    ctype: str, ok: bool, previous: Mapping[str, PodCondition], now: str,
-    reason: str = "", message: str = "",
+    ctype: str,
+    ok: bool,
+    previous: Mapping[str, PodCondition],
+    now: str,
+    reason: str = "",
+    message: str = "",
 ) -> JsonDict:
     status = "True" if ok else "False"
     prev = previous.get(ctype)
     since = prev.get("lastTransitionTime") if prev and prev.get("status") == status else None
-    cond: JsonDict = {"type": ctype, "status": status, "lastProbeTime": None,
-                      "lastTransitionTime": since or now}
+    cond: JsonDict = {
+        "type": ctype,
+        "status": status,
+        "lastProbeTime": None,
+        "lastTransitionTime": since or now,
+    }
     if not ok and reason:
         cond["reason"] = reason
         if message:
@@ -180,30 +190,47 @@ def _names(views: Sequence[ContainerView]) -> str:
     return "[" + " ".join(v.name for v in views) + "]"
 
 
-def compute_conditions(view: PodView, phase: str, previous: Sequence[PodCondition],
-                       now: str) -> list[JsonDict]:
+def compute_conditions(
+    view: PodView, phase: str, previous: Sequence[PodCondition], now: str
+) -> list[JsonDict]:
     prev = {c.get("type", ""): c for c in previous}
-    unready = [c for c in view.containers if not c.ready]
-    incomplete = [c for c in view.init_containers
-                  if not (isinstance(c.state, Terminated) and c.state.exit_code == 0)
-                  and not c.started]
+    unready = [c for c in view.init_containers if c.name in view.sidecars and not c.ready]
+    unready += [c for c in view.containers if not c.ready]
+    incomplete = [
+        c
+        for c in view.init_containers
+        if not (isinstance(c.state, Terminated) and c.state.exit_code == 0) and not c.started
+    ]
     completed = phase in TERMINAL
     gates_ok = all(view.gate_status.get(g, False) for g in view.readiness_gates)
     if completed:
         ready_reason, ready_msg = "PodCompleted", ""
     elif unready:
-        ready_reason, ready_msg = "ContainersNotReady", f"containers with unready status: {_names(unready)}"
+        ready_reason = "ContainersNotReady"
+        ready_msg = f"containers with unready status: {_names(unready)}"
     else:
-        ready_reason, ready_msg = "ReadinessGatesNotReady", "corresponding condition of pod readiness gate is not True"
+        ready_reason = "ReadinessGatesNotReady"
+        ready_msg = "corresponding condition of pod readiness gate is not True"
     containers_ready = not unready and not completed
     conditions = [
         _condition("PodReadyToStartContainers", view.sandbox_ready and not completed, prev, now),
-        _condition("Initialized", view.initialized, prev, now, "ContainersNotInitialized",
-                   f"containers with incomplete status: {_names(incomplete)}"),
+        _condition(
+            "Initialized",
+            view.initialized,
+            prev,
+            now,
+            "ContainersNotInitialized",
+            f"containers with incomplete status: {_names(incomplete)}",
+        ),
         _condition("Ready", containers_ready and gates_ok, prev, now, ready_reason, ready_msg),
-        _condition("ContainersReady", containers_ready, prev, now,
-                   "PodCompleted" if completed else "ContainersNotReady",
-                   "" if completed else f"containers with unready status: {_names(unready)}"),
+        _condition(
+            "ContainersReady",
+            containers_ready,
+            prev,
+            now,
+            "PodCompleted" if completed else "ContainersNotReady",
+            "" if completed else f"containers with unready status: {_names(unready)}",
+        ),
         _condition("PodScheduled", True, prev, now),
     ]
     known = {c["type"] for c in conditions}

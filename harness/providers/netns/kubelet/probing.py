@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 
-from harness.providers.netns.kubelet.kobjects import Container, Probe
+from harness.providers.netns.kubelet.kobjects import Container, LifecycleHandler, Probe
 
 
 class ProbeKind(Enum):
@@ -52,12 +52,6 @@ class ProbeTracker:
     def __post_init__(self) -> None:
         self.verdict = self.kind is ProbeKind.LIVENESS
 
-    def first_due(self, started_at: float) -> float:
-        return started_at + self.params.initial_delay
-
-    def next_due(self, last_run: float) -> float:
-        return last_run + self.params.period
-
     def observe(self, success: bool) -> bool | None:
         """Record one result; return the new verdict when it changed, else None."""
         if success:
@@ -72,8 +66,11 @@ class ProbeTracker:
             if self.verdict and self.failures >= self.params.failure_threshold:
                 self.verdict = False
                 return False
-            if (not self.verdict and self.kind is not ProbeKind.READINESS
-                    and self.failures == self.params.failure_threshold):
+            if (
+                not self.verdict
+                and self.kind is not ProbeKind.READINESS
+                and self.failures == self.params.failure_threshold
+            ):
                 return False
         return None
 
@@ -103,13 +100,20 @@ class ExecTarget:
 
 
 @dataclass(frozen=True)
+class SleepTarget:
+    """A lifecycle hook that only waits."""
+
+    seconds: float
+
+
+@dataclass(frozen=True)
 class BadProbe:
     """A probe that cannot run (e.g. an unknown named port); it always fails with this."""
 
     message: str
 
 
-ProbeTarget = HttpTarget | TcpTarget | ExecTarget | BadProbe
+ProbeTarget = HttpTarget | TcpTarget | ExecTarget | SleepTarget | BadProbe
 
 
 def resolve_port(port: int | str, container: Container) -> int | None:
@@ -148,6 +152,14 @@ def probe_target(probe: Probe, container: Container, pod_ip: str) -> ProbeTarget
     if "exec" in probe:
         return ExecTarget(tuple(probe["exec"].get("command") or []))
     return BadProbe("probe has no httpGet, tcpSocket or exec handler")
+
+
+def hook_target(handler: LifecycleHandler, container: Container, pod_ip: str) -> ProbeTarget:
+    """What a postStart/preStop hook does (probe handlers plus ``sleep``)."""
+    if "sleep" in handler:
+        return SleepTarget(float(handler["sleep"].get("seconds", 0)))
+    probe: Probe = {k: v for k, v in handler.items() if k != "sleep"}  # type: ignore[assignment]
+    return probe_target(probe, container, pod_ip)
 
 
 def http_success(status: int) -> bool:

@@ -45,7 +45,7 @@ async def _ip(*args: str, check: bool = True, input: str | None = None) -> str:
     return await arun("ip", *args, check=check, input=input, timeout=30)
 
 
-async def netns_exists(name: str) -> bool:
+def netns_exists(name: str) -> bool:
     return Path("/run/netns", name).exists()
 
 
@@ -59,23 +59,64 @@ async def create_pod_network(node_netns: str, sandbox: Sandbox) -> None:
     await remove_pod_network(node_netns, sandbox)
     ns, veth, ip = sandbox.netns, sandbox.veth, sandbox.ip
     await _ip("netns", "add", ns)
-    await _ip("-n", node_netns, "link", "add", veth, "address", NODE_VETH_MAC,
-              "type", "veth", "peer", "name", "eth0", "netns", ns)
-    await _ip("-n", ns, "-batch", "-", input="\n".join([
-        "link set lo up",
-        f"addr add {ip}/32 dev eth0",
-        "link set eth0 up",
-        f"route add {GATEWAY} dev eth0 scope link",
-        f"route add default via {GATEWAY} dev eth0",
-        f"neigh replace {GATEWAY} lladdr {NODE_VETH_MAC} dev eth0 nud permanent",
-    ]) + "\n")
-    await arun("ip", "netns", "exec", node_netns, "sysctl", "-q", "-w",
-               f"net.ipv4.conf.{veth}.proxy_arp=1", f"net.ipv4.neigh.{veth}.proxy_delay=0",
-               timeout=30)
-    await _ip("-n", node_netns, "-batch", "-", input="\n".join([
-        f"link set {veth} up",
-        f"route replace {ip}/32 dev {veth}",
-    ]) + "\n")
+    await _ip(
+        "-n",
+        node_netns,
+        "link",
+        "add",
+        veth,
+        "address",
+        NODE_VETH_MAC,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "eth0",
+        "netns",
+        ns,
+    )
+    await _ip(
+        "-n",
+        ns,
+        "-batch",
+        "-",
+        input="\n".join(
+            [
+                "link set lo up",
+                f"addr add {ip}/32 dev eth0",
+                "link set eth0 up",
+                f"route add {GATEWAY} dev eth0 scope link",
+                f"route add default via {GATEWAY} dev eth0",
+                f"neigh replace {GATEWAY} lladdr {NODE_VETH_MAC} dev eth0 nud permanent",
+            ]
+        )
+        + "\n",
+    )
+    await arun(
+        "ip",
+        "netns",
+        "exec",
+        node_netns,
+        "sysctl",
+        "-q",
+        "-w",
+        f"net.ipv4.conf.{veth}.proxy_arp=1",
+        f"net.ipv4.neigh.{veth}.proxy_delay=0",
+        timeout=30,
+    )
+    await _ip(
+        "-n",
+        node_netns,
+        "-batch",
+        "-",
+        input="\n".join(
+            [
+                f"link set {veth} up",
+                f"route replace {ip}/32 dev {veth}",
+            ]
+        )
+        + "\n",
+    )
 
 
 async def netns_pids(netns: str) -> list[int]:
@@ -100,14 +141,14 @@ async def remove_pod_network(node_netns: str, sandbox: Sandbox) -> None:
     """Remove the pod's netns, its veth and route; safe on a half-built or absent sandbox."""
     if sandbox.host_network:
         return
-    if await netns_exists(sandbox.netns):
+    if netns_exists(sandbox.netns):
         await kill_netns_processes(sandbox.netns)
     if sandbox.veth:
         with contextlib.suppress(CommandError):
             await _ip("-n", node_netns, "route", "del", f"{sandbox.ip}/32", "dev", sandbox.veth)
         with contextlib.suppress(CommandError):
             await _ip("-n", node_netns, "link", "del", sandbox.veth)
-    if await netns_exists(sandbox.netns):
+    if netns_exists(sandbox.netns):
         with contextlib.suppress(CommandError):
             await _ip("netns", "del", sandbox.netns)
 
@@ -162,7 +203,7 @@ class SandboxRecords:
         (self.dir / f"{netns}.json").unlink(missing_ok=True)
 
     def load_all(self) -> list[SandboxRecord]:
-        out = []
+        out: list[SandboxRecord] = []
         if not self.dir.is_dir():
             return out
         for path in sorted(self.dir.glob("*.json")):

@@ -90,11 +90,13 @@ def token_sources(volume: Volume) -> list[TokenSource]:
     for src in (volume.get("projected") or {}).get("sources") or []:
         sat = src.get("serviceAccountToken")
         if sat is not None:
-            out.append(TokenSource(
-                audience=sat.get("audience", DEFAULT_AUDIENCE),
-                expiration_seconds=sat.get("expirationSeconds", DEFAULT_TOKEN_SECONDS),
-                path=sat.get("path", "token"),
-            ))
+            out.append(
+                TokenSource(
+                    audience=sat.get("audience", DEFAULT_AUDIENCE),
+                    expiration_seconds=sat.get("expirationSeconds", DEFAULT_TOKEN_SECONDS),
+                    path=sat.get("path", "token"),
+                )
+            )
     return out
 
 
@@ -148,8 +150,9 @@ def _downward_files(
     containers = {c.get("name", ""): c for c in pod.get("spec", {}).get("containers") or []}
     for item in items:
         if "fieldRef" in item:
-            value = pod_field(pod, item["fieldRef"].get("fieldPath", ""),
-                              inputs.pod_ip, inputs.host_ip)
+            value = pod_field(
+                pod, item["fieldRef"].get("fieldPath", ""), inputs.pod_ip, inputs.host_ip
+            )
         elif "resourceFieldRef" in item:
             ref = item["resourceFieldRef"]
             container: Container = containers.get(ref.get("containerName", ""), {})
@@ -171,19 +174,44 @@ def plan_volume(pod: Pod, volume: Volume, inputs: VolumeInputs) -> VolumePlan:
     if "configMap" in volume:
         cm = volume["configMap"]
         cm_name = cm.get("name", "")
-        return VolumePlan(name, VolumeKind.FILES, _key_files(
-            "configmap", ns, cm_name, inputs.configmaps.get(cm_name), cm.get("items"),
-            cm.get("defaultMode", DEFAULT_MODE), cm.get("optional", False)))
+        return VolumePlan(
+            name,
+            VolumeKind.FILES,
+            _key_files(
+                "configmap",
+                ns,
+                cm_name,
+                inputs.configmaps.get(cm_name),
+                cm.get("items"),
+                cm.get("defaultMode", DEFAULT_MODE),
+                cm.get("optional", False),
+            ),
+        )
     if "secret" in volume:
         sec = volume["secret"]
         sec_name = sec.get("secretName", "")
-        return VolumePlan(name, VolumeKind.FILES, _key_files(
-            "secret", ns, sec_name, inputs.secrets.get(sec_name), sec.get("items"),
-            sec.get("defaultMode", DEFAULT_MODE), sec.get("optional", False)))
+        return VolumePlan(
+            name,
+            VolumeKind.FILES,
+            _key_files(
+                "secret",
+                ns,
+                sec_name,
+                inputs.secrets.get(sec_name),
+                sec.get("items"),
+                sec.get("defaultMode", DEFAULT_MODE),
+                sec.get("optional", False),
+            ),
+        )
     if "downwardAPI" in volume:
         dapi = volume["downwardAPI"]
-        return VolumePlan(name, VolumeKind.FILES, _downward_files(
-            pod, dapi.get("items") or [], dapi.get("defaultMode", DEFAULT_MODE), inputs))
+        return VolumePlan(
+            name,
+            VolumeKind.FILES,
+            _downward_files(
+                pod, dapi.get("items") or [], dapi.get("defaultMode", DEFAULT_MODE), inputs
+            ),
+        )
     if "projected" in volume:
         proj = volume["projected"]
         mode = proj.get("defaultMode", DEFAULT_MODE)
@@ -193,28 +221,46 @@ def plan_volume(pod: Pod, volume: Volume, inputs: VolumeInputs) -> VolumePlan:
                 (tok,) = token_sources({"projected": {"sources": [src]}})
                 token = inputs.tokens.get(tok.key)
                 if token is None:
-                    raise MissingReference(f"no service account token for audience "
-                                           f"{tok.audience!r} yet")
+                    raise MissingReference(
+                        f"no service account token for audience {tok.audience!r} yet"
+                    )
                 files[tok.path] = FileEntry(token.encode(), mode)
             if "configMap" in src:
                 ref = src["configMap"]
-                files.update(_key_files(
-                    "configmap", ns, ref.get("name", ""),
-                    inputs.configmaps.get(ref.get("name", "")), ref.get("items"), mode,
-                    ref.get("optional", False)))
+                files.update(
+                    _key_files(
+                        "configmap",
+                        ns,
+                        ref.get("name", ""),
+                        inputs.configmaps.get(ref.get("name", "")),
+                        ref.get("items"),
+                        mode,
+                        ref.get("optional", False),
+                    )
+                )
             if "secret" in src:
                 ref = src["secret"]
-                files.update(_key_files(
-                    "secret", ns, ref.get("name", ""),
-                    inputs.secrets.get(ref.get("name", "")), ref.get("items"), mode,
-                    ref.get("optional", False)))
+                files.update(
+                    _key_files(
+                        "secret",
+                        ns,
+                        ref.get("name", ""),
+                        inputs.secrets.get(ref.get("name", "")),
+                        ref.get("items"),
+                        mode,
+                        ref.get("optional", False),
+                    )
+                )
             if "downwardAPI" in src:
-                files.update(_downward_files(
-                    pod, src["downwardAPI"].get("items") or [], mode, inputs))
+                files.update(
+                    _downward_files(pod, src["downwardAPI"].get("items") or [], mode, inputs)
+                )
         return VolumePlan(name, VolumeKind.FILES, files)
-    raise MissingReference(f"volume {name!r} has a source this kubelet does not support "
-                           "(supported: projected, configMap, secret, downwardAPI, emptyDir, "
-                           "hostPath)")
+    raise MissingReference(
+        f"volume {name!r} has a source this kubelet does not support "
+        "(supported: projected, configMap, secret, downwardAPI, emptyDir, "
+        "hostPath)"
+    )
 
 
 def plan_volumes(pod: Pod, inputs: VolumeInputs) -> list[VolumePlan]:
@@ -240,13 +286,16 @@ def container_mounts(
         sub = vm.get("subPath") or expand(vm.get("subPathExpr", ""), env)
         if sub:
             if sub.startswith("/") or ".." in Path(sub).parts:
-                raise MissingReference(f"invalid subPath {sub!r} in volume mount "
-                                       f"{vm.get('name', '')!r}")
+                raise MissingReference(
+                    f"invalid subPath {sub!r} in volume mount {vm.get('name', '')!r}"
+                )
             source = source / sub
-        out.append(Mount(
-            source=str(source),
-            target=vm.get("mountPath", ""),
-            readonly=vm.get("readOnly", False) or vm.get("name", "") in always_readonly,
-            kind="file" if is_file(source) else "dir",
-        ))
+        out.append(
+            Mount(
+                source=str(source),
+                target=vm.get("mountPath", ""),
+                readonly=vm.get("readOnly", False) or vm.get("name", "") in always_readonly,
+                kind="file" if is_file(source) else "dir",
+            )
+        )
     return out

@@ -1,0 +1,143 @@
+"""``isthmus check [--pre]``: fetch a snapshot, run the checks, print, exit 1 on failure.
+
+The checks and lightkube are imported when the command runs, not when the CLI loads.
+
+Failures that may clear by themselves (control-plane pods still starting) are
+retried until ``--wait`` runs out, as ``linkerd check`` does; a fresh snapshot
+is fetched every ``CheckSettings.retry_interval``. Anything else is reported
+at once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+import click
+
+from mesh.check.snapshot import ClusterSnapshot, Result, Status
+from mesh.identity.cli import Duration
+from mesh.install.target import KubeTarget, TargetError, kube_options, target_from
+
+if TYPE_CHECKING:
+    from mesh.check.checks import Check
+
+__all__ = ["CheckSettings", "check", "converge"]
+
+
+@dataclass(frozen=True)
+class CheckSettings:
+    """How long ``check`` waits for retryable failures to clear, in seconds."""
+
+    wait: float = 300.0
+    """Give up retrying after this (``--wait``)."""
+    retry_interval: float = 2.0
+    """Pause between snapshots while retrying."""
+
+
+class _Wait(Duration):
+    """A duration, or zero for "do not wait"."""
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> timedelta:
+        if str(value).strip() in ("0", "0s"):
+            return timedelta(0)
+        return super().convert(value, param, ctx)
+
+
+def _retryable(results: Sequence[Result]) -> bool:
+    failures = [r for r in results if r.status is Status.FAIL]
+    return bool(failures) and all(r.retryable for r in failures)
+
+
+def converge(
+    fetch: Callable[[], ClusterSnapshot],
+    checks: Sequence[Check],
+    settings: CheckSettings,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+    waiting: Callable[[Sequence[Result]], None] = lambda results: None,
+) -> list[Result]:
+    """Results of ``checks`` on fresh snapshots, until none is retryable or the wait is over."""
+    from mesh.check.checks import run_checks
+
+    deadline = clock() + settings.wait
+    while True:
+        results = run_checks(checks, fetch())
+        if not _retryable(results) or clock() + settings.retry_interval > deadline:
+            return results
+        waiting(results)
+        sleep(settings.retry_interval)
+
+
+def _fetcher(
+    ctx: click.Context, target: KubeTarget, ns: str, pre: bool
+) -> Callable[[], ClusterSnapshot]:
+    """The seam between the checks and the cluster: a function returning fresh snapshots."""
+    from mesh.check.fetch import fetch_snapshot, server_version
+
+    try:
+        config = target.config()
+        client = target.client()
+    except TargetError as e:
+        error = f"cannot initialize the client: {e.message}"
+        return lambda: ClusterSnapshot(now=datetime.now(UTC), control_plane_ns=ns, api_error=error)
+    ctx.call_on_close(client.close)
+    return lambda: fetch_snapshot(
+        client,
+        lambda: server_version(config),
+        control_plane_ns=ns,
+        pre=pre,
+        now=datetime.now(UTC),
+    )
+
+
+@click.command("check")
+@click.option("--pre", is_flag=True, help="Check that the cluster is ready for an install.")
+@click.option("--control-plane-ns", default="linkerd", show_default=True)
+@click.option(
+    "-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True
+)
+@click.option(
+    "--wait",
+    type=_Wait(),
+    default="300s",
+    show_default=True,
+    help="How long to wait for control-plane pods to become ready.",
+)
+@kube_options
+@click.pass_context
+def check(
+    ctx: click.Context,
+    pre: bool,
+    control_plane_ns: str,
+    output: str,
+    wait: timedelta,
+    context: str | None,
+    kubeconfig: str | None,
+) -> None:
+    """Check that the control plane is installed and healthy (or, with --pre, installable).
+
+    Each condition is listed as holding, a warning, or failing (with what is
+    wrong and what to do). Exits 1 if any fails.
+    """
+    from mesh.check.checks import INSTALL_CHECKS, PRE_CHECKS
+    from mesh.check.report import render_json, render_text, succeeded
+
+    fetch = _fetcher(ctx, target_from(ctx, context, kubeconfig), control_plane_ns, pre)
+    checks = PRE_CHECKS if pre else INSTALL_CHECKS
+    settings = CheckSettings(wait=wait.total_seconds())
+
+    def waiting(results: Sequence[Result]) -> None:
+        pending = [r.message for r in results if r.status is Status.FAIL]
+        click.echo(f"waiting: {'; '.join(pending)}", err=True)
+
+    results = converge(fetch, checks, settings, waiting=waiting)
+    click.echo(render_json(results) if output == "json" else render_text(results), nl=False)
+    if not succeeded(results):
+        ctx.exit(1)

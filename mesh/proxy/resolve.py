@@ -1,0 +1,214 @@
+"""Outbound destinations: one discovery watch per target, its endpoints and balancer.
+
+The first connection to a target starts a watch that applies discovery's
+updates to an ``EndpointSet`` and the target's ``Balancer`` (survivors keep
+their latency estimates). Waiters are woken on every change. A watch that
+fails is retried after ``RETRY_DELAY``; if discovery fails before saying
+anything, the target is treated as not found (forwarded to the original
+destination), as Linkerd falls back to endpoint forwarding. A split target
+sends each request (or TCP connection) to one of its backends, drawn by weight
+with the injected RNG, and each backend is a target with its own watch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Callable
+
+from mesh.proxy.balancer import Balancer, Empty, Lease, Pick, Wait
+from mesh.proxy.discovery import (
+    Address,
+    Backend,
+    Discovery,
+    Endpoint,
+    EndpointSet,
+    NotFound,
+    Resolution,
+    Update,
+)
+
+__all__ = ["RETRY_DELAY", "Choice", "Destination", "Destinations"]
+
+log = logging.getLogger(__name__)
+
+RETRY_DELAY = 1.0
+"""Seconds before a failed discovery watch is restarted."""
+MAX_SPLIT_DEPTH = 4
+"""How many traffic splits a request may pass through (a split backend may itself be split)."""
+
+
+class Destination:
+    """What is known about one target, kept current by its watch."""
+
+    def __init__(
+        self, target: str, balancer: Balancer[Address], clock: Callable[[], float]
+    ) -> None:
+        self.target = target
+        self.endpoints = EndpointSet()
+        self.balancer = balancer
+        self._clock = clock
+        self._changed = asyncio.Event()
+
+    def apply_update(self, update: Update) -> None:
+        """Apply one discovery update and wake waiters."""
+        self.endpoints.apply(update)
+        self.balancer.set_endpoints(self.endpoints.weights(), self._clock())
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def changed(self, deadline: float) -> bool:
+        """Wait for the next update until ``deadline`` (clock time); False on timeout."""
+        remaining = deadline - self._clock()
+        if remaining <= 0:
+            return False
+        event = self._changed
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(remaining):
+                await event.wait()
+                return True
+        return False
+
+    async def choose(self, deadline: float) -> Choice:
+        """An endpoint for one request, waiting (until ``deadline``) for one to be usable."""
+        while True:
+            if self.endpoints.split:
+                return Choice(None, None, split=self.endpoints.split)
+            state = self.endpoints.state
+            if state is Resolution.NOT_FOUND:
+                return Choice(None, None)
+            if state is Resolution.ENDPOINTS:
+                picked = self.balancer.pick(self._clock())
+                if isinstance(picked, Pick):
+                    endpoint = self.endpoints.endpoints.get(picked.lease.key)
+                    if endpoint is not None:
+                        return Choice(endpoint, picked.lease, balancer=self.balancer)
+                    self.balancer.release(picked.lease)
+                elif isinstance(picked, Wait):
+                    until = min(picked.until, deadline)
+                    if self._clock() >= deadline:
+                        return Choice(None, None, "endpoints unavailable")
+                    await self.changed(until)
+                    continue
+                elif isinstance(picked, Empty):
+                    pass
+            if not await self.changed(deadline):
+                reason = {
+                    Resolution.PENDING: "discovery did not answer in time",
+                    Resolution.NO_ENDPOINTS: "service has no endpoints",
+                }.get(self.endpoints.state, "endpoints unavailable")
+                return Choice(None, None, reason)
+
+
+class Choice:
+    """The outcome of ``Destination.choose``."""
+
+    __slots__ = ("balancer", "endpoint", "failure", "lease", "split", "status")
+
+    def __init__(
+        self,
+        endpoint: Endpoint | None,
+        lease: Lease[Address] | None,
+        failure: str | None = None,
+        *,
+        status: int = 503,
+        split: tuple[Backend, ...] = (),
+        balancer: Balancer[Address] | None = None,
+    ) -> None:
+        self.balancer = balancer
+        """The balancer ``lease`` belongs to."""
+        self.endpoint = endpoint
+        """The endpoint to use; ``None`` with no failure: forward to the original destination."""
+        self.status = status
+        """The HTTP status answering a failure."""
+        self.split = split
+        """The target is split: choose a backend and ask its destination."""
+        self.lease = lease
+        self.failure = failure
+        """Why no endpoint could be had (a 503 for HTTP, a closed connection for TCP)."""
+
+
+class Destinations:
+    """The destinations the outbound proxy has been asked for, each with its watch."""
+
+    def __init__(
+        self,
+        discovery: Discovery,
+        *,
+        clock: Callable[[], float],
+        rng: random.Random,
+        decay: float,
+        default_rtt: float,
+    ) -> None:
+        self._discovery = discovery
+        self._clock = clock
+        self._rng = rng
+        self._decay = decay
+        self._default_rtt = default_rtt
+        self._destinations: dict[str, Destination] = {}
+        self._watches: set[asyncio.Task[None]] = set()
+
+    def get(self, target: str) -> Destination:
+        """The destination for ``target`` (``host:port``), starting its watch if new."""
+        destination = self._destinations.get(target)
+        if destination is None:
+            balancer: Balancer[Address] = Balancer(
+                random.Random(self._rng.getrandbits(64)),
+                decay=self._decay,
+                default_rtt=self._default_rtt,
+            )
+            destination = Destination(target, balancer, self._clock)
+            self._destinations[target] = destination
+            task = asyncio.get_running_loop().create_task(self._watch(destination))
+            self._watches.add(task)
+            task.add_done_callback(self._watches.discard)
+        return destination
+
+    async def choose(self, destination: Destination, deadline: float) -> Choice:
+        """An endpoint of ``destination``, following its traffic split to a backend by weight."""
+        for _ in range(MAX_SPLIT_DEPTH):
+            choice = await destination.choose(deadline)
+            if not choice.split:
+                return choice
+            backend = self._backend(choice.split)
+            if backend.target is None:
+                return Choice(None, None, "traffic split backend not found", status=500)
+            destination = self.get(backend.target)
+        return Choice(None, None, "traffic splits nested too deeply", status=500)
+
+    def _backend(self, backends: tuple[Backend, ...]) -> Backend:
+        total = sum(b.weight for b in backends)
+        point = self._rng.random() * total
+        for backend in backends:
+            point -= backend.weight
+            if point < 0:
+                return backend
+        return backends[-1]
+
+    async def _watch(self, destination: Destination) -> None:
+        while True:
+            try:
+                updates = self._discovery.resolve(destination.target)
+                try:
+                    async for update in updates:
+                        destination.apply_update(update)
+                finally:
+                    aclose = getattr(updates, "aclose", None)
+                    if aclose is not None:
+                        await aclose()
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # a broken control plane must not break the proxy
+                log.warning("discovery of %s failed: %s", destination.target, e)
+                if destination.endpoints.state is Resolution.PENDING:
+                    destination.apply_update(NotFound())
+            await asyncio.sleep(RETRY_DELAY)
+
+    async def close(self) -> None:
+        """Stop every watch."""
+        for task in list(self._watches):
+            task.cancel()
+        await asyncio.gather(*self._watches, return_exceptions=True)
+        self._destinations.clear()

@@ -1,0 +1,186 @@
+"""The proxy process: inbound, outbound and admin listeners around the sans-I/O cores.
+
+``Proxy`` is the only place that binds sockets. Everything it needs from the
+outside comes in through its constructor: discovery and policy (the control
+plane's clients, or fakes), the TLS store (``None`` runs without identity:
+plaintext everywhere, ``tls="disabled"``), and how to learn a connection's
+original destination (``SO_ORIGINAL_DST`` by default; tests name targets).
+``stop`` closes the listeners, then cancels the connections still open, so
+nothing outlives it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+
+from mesh.proxy.admin import Admin
+from mesh.proxy.config import ProxyConfig
+from mesh.proxy.connection import Conn
+from mesh.proxy.discovery import Discovery
+from mesh.proxy.inbound import Inbound
+from mesh.proxy.origdst import OriginalDestination, original_destination
+from mesh.proxy.outbound import Outbound
+from mesh.proxy.policy import PolicySource
+from mesh.proxy.resolve import Destinations
+from mesh.proxy.tap import TapHub
+from mesh.proxy.telemetry import ProxyMetrics
+from mesh.proxy.tls import TlsCredentials, TlsStore
+
+__all__ = ["Proxy"]
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Conn], Awaitable[None]]
+
+
+class Proxy:
+    """A sidecar proxy; ``async with Proxy(...)`` starts and stops it."""
+
+    def __init__(
+        self,
+        config: ProxyConfig,
+        *,
+        discovery: Discovery,
+        policy: PolicySource,
+        tls: TlsStore | None,
+        outbound_destination: OriginalDestination = original_destination,
+        inbound_destination: OriginalDestination = original_destination,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = config
+        self.clock = clock
+        self.tls = tls
+        self.metrics = ProxyMetrics()
+        self.tap = TapHub()
+        self.destinations = Destinations(
+            discovery,
+            clock=clock,
+            rng=rng or random.Random(),
+            decay=config.ewma_decay,
+            default_rtt=config.ewma_default_rtt,
+        )
+        self.inbound = Inbound(
+            config,
+            policy=policy,
+            tls=tls,
+            metrics=self.metrics,
+            tap=self.tap,
+            original_destination=inbound_destination,
+            clock=clock,
+        )
+        self.outbound = Outbound(
+            config,
+            destinations=self.destinations,
+            tls=tls,
+            metrics=self.metrics,
+            tap=self.tap,
+            original_destination=outbound_destination,
+            clock=clock,
+        )
+        self.admin = Admin(
+            self.metrics, self.tap, ready=self.ready, tap_capacity=config.tap_capacity
+        )
+        self._servers: dict[str, asyncio.Server] = {}
+        self._connections: set[asyncio.Task[None]] = set()
+
+    def ready(self) -> bool:
+        """Whether the proxy can serve (listening, and with an identity if it uses one)."""
+        return bool(self._servers)
+
+    def rotate(self, credentials: TlsCredentials) -> None:
+        """Use a new certificate for new connections; open ones keep theirs."""
+        if self.tls is None:
+            raise RuntimeError("this proxy runs without identity")
+        self.tls.update(credentials)
+
+    def port(self, name: str) -> int:
+        """The bound port of listener ``name`` (``inbound``, ``outbound``, ``admin``)."""
+        sockets = self._servers[name].sockets
+        return int(sockets[0].getsockname()[1])
+
+    @property
+    def inbound_port(self) -> int:
+        return self.port("inbound")
+
+    @property
+    def outbound_port(self) -> int:
+        return self.port("outbound")
+
+    @property
+    def admin_port(self) -> int:
+        return self.port("admin")
+
+    async def start(self) -> None:
+        """Bind and start serving all three listeners."""
+        c = self.config
+        listeners: list[tuple[str, str, int, Handler]] = [
+            ("inbound", c.inbound_host, c.inbound_port, self.inbound.handle),
+            ("outbound", c.outbound_host, c.outbound_port, self.outbound.handle),
+            ("admin", c.admin_host, c.admin_port, self.admin.handle),
+        ]
+        try:
+            for name, host, port, handler in listeners:
+                self._servers[name] = await asyncio.start_server(
+                    self._accepting(handler), host, port, reuse_address=True
+                )
+        except BaseException:
+            await self.stop()
+            raise
+
+    def _accepting(
+        self, handler: Handler
+    ) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], None]:
+        def accepted(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            task = asyncio.get_running_loop().create_task(self._serve(handler, reader, writer))
+            self._connections.add(task)
+            task.add_done_callback(self._connections.discard)
+
+        return accepted
+
+    @staticmethod
+    async def _serve(
+        handler: Handler, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        conn = Conn(reader, writer)
+        try:
+            await handler(conn)
+        except (ConnectionError, OSError, TimeoutError) as e:
+            log.debug("connection from %s ended: %s", conn.peer, e)
+        except Exception:
+            log.exception("connection from %s failed", conn.peer)
+        finally:
+            await conn.aclose()
+
+    async def stop(self) -> None:
+        """Stop listening, end open connections and watches, close pools."""
+        servers, self._servers = list(self._servers.values()), {}
+        for server in servers:
+            server.close()
+        for task in list(self._connections):
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.gather(*self._connections, return_exceptions=True)
+        for server in servers:
+            await server.wait_closed()
+        await self.destinations.close()
+        await self.inbound.close()
+        await self.outbound.close()
+
+    async def __aenter__(self) -> Proxy:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
