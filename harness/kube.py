@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+import httpx2
 import yaml
 from lightkube import ApiError, Client, KubeConfig, codecs
 from lightkube.core.resource import NamespacedResource, Resource
@@ -51,7 +52,7 @@ def wait_for(
             result = check()
             if result is not None:
                 return result
-        except (ApiError, httpx.HTTPError) as e:
+        except (ApiError, httpx.HTTPError, httpx2.HTTPError) as e:
             last_error = f"{type(e).__name__}: {e}"
         if time.monotonic() >= deadline:
             observed = seen() if seen else last_error or "nothing"

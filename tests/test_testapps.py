@@ -271,6 +271,7 @@ async def test_client_run_returns_a_record_per_request(
             "namespace": "demo",
             "cluster": "east",
             "client_id": identity,
+            "remote": "127.0.0.1",
         }
     summary = result["summary"]
     assert (summary["count"], summary["ok"], summary["errors"]) == (12, 12, 0)
@@ -508,7 +509,10 @@ def test_parse_responder() -> None:
         "namespace": "n",
         "cluster": None,
         "client_id": None,
+        "remote": None,
     }
+    with_remote = {**body, "remote": "10.23.0.5"}
+    assert parse_responder(json.dumps(with_remote).encode())["remote"] == "10.23.0.5"
     assert parse_responder(b'{"pod": "p"}') is None
     assert parse_responder(b"ok") is None
     assert parse_responder(b"\xff\xfe") is None

@@ -25,6 +25,7 @@ class Responder(TypedDict):
     namespace: str | None
     cluster: str | None
     client_id: str | None
+    remote: str | None  # the peer address the server saw
 
 
 class Record(TypedDict):
@@ -197,7 +198,14 @@ def parse_responder(body: bytes) -> Responder | None:
     if not all(v is None or isinstance(v, str) for v in values):
         return None
     pod, namespace, cluster, client_id = values
-    return {"pod": pod, "namespace": namespace, "cluster": cluster, "client_id": client_id}
+    remote = decoded.get("remote")
+    return {
+        "pod": pod,
+        "namespace": namespace,
+        "cluster": cluster,
+        "client_id": client_id,
+        "remote": remote if isinstance(remote, str) else None,
+    }
 
 
 def describe_error(kind: str, detail: str, settings: Settings = SETTINGS) -> str:

@@ -67,6 +67,7 @@ def test_source_pod_reaches_target_pod_ips_directly(
     workloads.server("target", replicas=2)
     client = workloads.client("source")
     target = kube["target"]
+    client_ip = kube["source"].client.get(Pod, client.pod, namespace=namespace).status.podIP
     for ip in sorted(_pod_ips(target, namespace, "server")):
         result = client.run(f"http://{ip}:8080/", count=3)
         seen = [(r["status"], r.get("error")) for r in result["records"]]
@@ -74,6 +75,11 @@ def test_source_pod_reaches_target_pod_ips_directly(
             f"expected target pod {ip} to answer a source pod directly (flat network); saw {seen}"
         )
         assert {r["responder"]["cluster"] for r in result["records"]} == {"target"}
+        remotes = {r["responder"]["remote"] for r in result["records"]}
+        assert remotes == {client_ip}, (
+            f"expected target pods to see the source pod's own address {client_ip} (no NAT on "
+            f"a flat network); they saw {remotes}"
+        )
     local = f"server.{namespace}.svc.{kube['source'].cluster.domain}"
     answer = client.resolve(local)
     target_ips = _pod_ips(target, namespace, "server")

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from lightkube import Client, KubeConfig
 
 from harness.providers.base import ProviderError
 from harness.providers.netns import daemons
@@ -82,9 +83,11 @@ class ControlPlane:
         while time.monotonic() < deadline:
             code = daemons.exited(pid)
             if code is not None:
+                path = self.files.logs / f"{log}.log"
+                tail = daemons.log_tail(self.files.logs, log)
                 raise ProviderError(
-                    f"[{self.spec.name}] {what} exited ({code}) while starting; last log lines "
-                    f"({self.files.logs / (log + '.log')}):\n{daemons.log_tail(self.files.logs, log)}"
+                    f"[{self.spec.name}] {what} exited ({code}) while starting; "
+                    f"last log lines ({path}):\n{tail}"
                 )
             try:
                 if ok():
@@ -194,20 +197,20 @@ class ControlPlane:
                 "--service-account-signing-key-file",
                 str(sa.key),
                 "--requestheader-client-ca-file",
-            str(pki.ca.cert),
-            "--requestheader-allowed-names",
-            "front-proxy-client",
-            "--requestheader-username-headers",
-            "X-Remote-User",
-            "--requestheader-group-headers",
-            "X-Remote-Group",
-            "--requestheader-extra-headers-prefix",
-            "X-Remote-Extra-",
-            "--proxy-client-cert-file",
-            str(front.cert),
-            "--proxy-client-key-file",
-            str(front.key),
-            "--authorization-mode",
+                str(pki.ca.cert),
+                "--requestheader-allowed-names",
+                "front-proxy-client",
+                "--requestheader-username-headers",
+                "X-Remote-User",
+                "--requestheader-group-headers",
+                "X-Remote-Group",
+                "--requestheader-extra-headers-prefix",
+                "X-Remote-Extra-",
+                "--proxy-client-cert-file",
+                str(front.cert),
+                "--proxy-client-key-file",
+                str(front.key),
+                "--authorization-mode",
                 "Node,RBAC",
                 "--enable-admission-plugins",
                 "NodeRestriction",
@@ -228,6 +231,10 @@ class ControlPlane:
             lambda: self.get("/readyz").status_code == 200,
         )
         self.progress(f"{spec.name}: kube-apiserver ready")
+
+    def admin_client(self) -> Client:
+        """A typed client as the cluster admin; the caller closes it."""
+        return Client(KubeConfig.from_file(self.files.admin_kubeconfig))
 
     def _tls(self) -> ssl.SSLContext:
         ctx = ssl.create_default_context(cafile=str(self.pki.ca.cert))

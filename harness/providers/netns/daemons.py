@@ -7,6 +7,9 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
+# Daemons started by this process; kept so they are reaped, never garbage-collected alive.
+_children: dict[int, subprocess.Popen[bytes]] = {}
+
 
 def spawn(
     name: str,
@@ -30,6 +33,7 @@ def spawn(
             start_new_session=True,
             env={**os.environ, **(env or {})},
         )
+    _children[proc.pid] = proc
     (log_dir / f"{name}.pid").write_text(f"{proc.pid}\n")
     return proc.pid
 
@@ -52,9 +56,18 @@ def pids(log_dir: Path) -> list[int]:
 
 
 def exited(pid: int) -> int | None:
-    """The exit status if ``pid`` (a child of ours) has exited, else None."""
+    """The exit status if ``pid`` has exited, else None."""
+    if pid in _children:
+        return _children[pid].poll()
     try:
         done, status = os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:
         return None if Path(f"/proc/{pid}").exists() else -1
     return os.waitstatus_to_exitcode(status) if done else None
+
+
+def reap() -> None:
+    """Collect the exit status of every daemon of ours that has exited."""
+    for pid, proc in list(_children.items()):
+        if proc.poll() is not None:
+            del _children[pid]

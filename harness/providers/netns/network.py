@@ -68,9 +68,18 @@ def create_bridge(names: Names, underlay: ipaddress.IPv4Network) -> str:
 
 
 def create_node(
-    names: Names, cluster: str, k: int, index: int, underlay: ipaddress.IPv4Network
+    names: Names,
+    cluster: str,
+    k: int,
+    index: int,
+    underlay: ipaddress.IPv4Network,
+    service_cidr: ipaddress.IPv4Network,
 ) -> NodeNet:
-    """A node namespace attached to the bridge at underlay address ``10 + index``."""
+    """A node namespace attached to the bridge at underlay address ``10 + index``.
+
+    The service CIDR gets an on-link route so the node's own processes (the API server
+    calling webhooks, hostNetwork pods) can dial ClusterIPs; kube-proxy DNATs them.
+    """
     ns = names.node_ns(cluster, k)
     ip = str(underlay.network_address + 10 + index)
     veth, peer = names.node_veth(index), f"isth{names.rid}m{index}"
@@ -82,6 +91,7 @@ def create_node(
     netns_run(ns, "ip", "addr", "add", f"{ip}/{underlay.prefixlen}", "dev", "eth0")
     netns_run(ns, "ip", "link", "set", "eth0", "up")
     netns_run(ns, "ip", "link", "set", "lo", "up")
+    netns_run(ns, "ip", "route", "add", str(service_cidr), "dev", "eth0")
     for key, value in (
         ("net.ipv4.ip_forward", "1"),
         ("net.ipv4.conf.all.rp_filter", "0"),
@@ -99,6 +109,20 @@ def add_route(netns: str | None, cidr: str, via: str) -> None:
         run(*argv)
     else:
         netns_run(netns, *argv)
+
+
+def masquerade(netns: str, pod_cidr: str, routed: list[str]) -> None:
+    """SNAT pod traffic leaving the node to anything but routed pod CIDRs (ip-masq-agent).
+
+    Off-cluster replies (e.g. from a LoadBalancer in a hierarchical network) can then find
+    their way back; pod-to-pod traffic across a flat network keeps its pod addresses.
+    """
+    chain = "ISTHMUS-MASQ"
+    netns_run(netns, "iptables", "-t", "nat", "-N", chain)
+    for cidr in routed:
+        netns_run(netns, "iptables", "-t", "nat", "-A", chain, "-d", cidr, "-j", "RETURN")
+    netns_run(netns, "iptables", "-t", "nat", "-A", chain, "-s", pod_cidr, "-j", "MASQUERADE")
+    netns_run(netns, "iptables", "-t", "nat", "-A", "POSTROUTING", "-o", "eth0", "-j", chain)
 
 
 def netns_list(prefix: str) -> list[str]:

@@ -15,11 +15,12 @@ import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 import yaml
-from lightkube import Client, KubeConfig
+from lightkube import Client
 from lightkube.resources.core_v1 import Node
 
 from harness.providers.base import Cluster, ProviderError
@@ -129,7 +130,9 @@ class NetnsProvider:
             nodes[spec.name] = []
             for k in range(spec.nodes):
                 nodes[spec.name].append(
-                    network.create_node(names, spec.name, k, index, topology.underlay)
+                    network.create_node(
+                        names, spec.name, k, index, topology.underlay, spec.service_cidr
+                    )
                 )
                 index += 1
         planes = {
@@ -147,8 +150,8 @@ class NetnsProvider:
         clusters = []
         for spec in topology.clusters:
             plane = planes[spec.name]
-            client = Client(KubeConfig.from_file(plane.files.admin_kubeconfig))
-            bootstrap.apply(client, spec, plane.node.ip)
+            with closing(plane.admin_client()) as client:
+                bootstrap.apply(client, spec, plane.node.ip)
             plane.start_coredns()
             for k, node in enumerate(nodes[spec.name]):
                 self._start_node(names, spec, plane, node, self._node_name(spec, k))
@@ -248,7 +251,12 @@ class NetnsProvider:
         self, plane: ControlPlane, spec: ClusterSpec, nodes: list[NodeNet]
     ) -> dict[str, str]:
         """Wait for every node Ready with a podCIDR; return node IP -> podCIDR."""
-        client = Client(KubeConfig.from_file(plane.files.admin_kubeconfig))
+        with closing(plane.admin_client()) as client:
+            return self._wait_nodes_with(client, plane, spec, nodes)
+
+    def _wait_nodes_with(
+        self, client: Client, plane: ControlPlane, spec: ClusterSpec, nodes: list[NodeNet]
+    ) -> dict[str, str]:
         deadline = time.monotonic() + TIMEOUTS.nodes_ready
         seen: dict[str, str] = {}
         while time.monotonic() < deadline:
@@ -301,6 +309,14 @@ class NetnsProvider:
                     for node in members:
                         if node.ip != ip:
                             network.add_route(node.netns, cidr, ip)
+        for spec in topology.clusters:
+            routed = [
+                str(c.pod_cidr)
+                for c in topology.clusters
+                if c.name == spec.name or topology.network == "flat"
+            ]
+            for node in nodes[spec.name]:
+                network.masquerade(node.netns, str(spec.pod_cidr), routed)
         self.progress(f"routes programmed ({topology.network} network)")
 
     def _merged_kubeconfig(self, clusters: list[Cluster]) -> None:
@@ -336,6 +352,7 @@ class NetnsProvider:
         network.kill_pids(list(state.get("host_pids", [])), TIMEOUTS.teardown_grace)
         network.teardown(names.prefix, names.bridge, TIMEOUTS.teardown_grace)
         shutil.rmtree(self.state_dir, ignore_errors=True)
+        daemons.reap()
         self.progress(f"run {names.rid} torn down in {time.monotonic() - started:.1f}s")
 
 
