@@ -23,12 +23,18 @@ unit *args:
 
 # End-to-end suites on real clusters (netns provider): two-flat, then the hierarchical checks.
 e2e *args:
-    {{py}} -m pytest suites -v --provider netns --topology two-flat --report-dir reports/test-{{run_id}}/two-flat {{args}}
+    {{py}} -m pytest suites -v -n 2 --provider netns --topology two-flat --report-dir reports/test-{{run_id}}/two-flat {{args}}
     {{py}} -m pytest suites/substrate -v --provider netns --topology two-hierarchical -k hierarchical --report-dir reports/test-{{run_id}}/two-hierarchical {{args}}
 
 # Bring up two-flat, run every suite, write reports under reports/, tear down.
 conformance *args:
-    {{py}} -m pytest suites -v --provider netns --topology two-flat --report-dir reports/conformance-{{run_id}} {{args}}
+    {{py}} -m pytest suites -v -n 2 --provider netns --topology two-flat --report-dir reports/conformance-{{run_id}} {{args}}
+
+# The substrate suite on every pinned Kubernetes version but the default (the version matrix).
+matrix *args:
+    for v in $({{py}} -m harness versions | tail -n +2); do \
+      {{py}} -m pytest suites/substrate -v -n 2 --k8s-version "$v" --report-dir "reports/matrix-{{run_id}}/$v" {{args}}; \
+    done
 
 # Bring a topology up by hand (for debugging): just up two-flat
 up topology="two-flat":

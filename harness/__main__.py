@@ -40,6 +40,16 @@ def build_cmd(k8s_version: str) -> None:
         _fail(str(e))
 
 
+@main.command("versions")
+def versions_cmd() -> None:
+    """Print the pinned Kubernetes versions, the default first."""
+    pins = sorted(
+        upstream.KNOWN_VERSIONS.values(), key=lambda p: p.version != upstream.DEFAULT_VERSION
+    )
+    for pin in pins:
+        click.echo(pin.minor)
+
+
 @main.group()
 def clusters() -> None:
     """Bring a topology up or down by hand."""

@@ -1,12 +1,11 @@
 """Which cluster a command talks to: ``--context`` / ``--kubeconfig``, and clients for it.
 
-lightkube is imported only when a client is made, so commands that never talk
-to a cluster start fast.
-
 The flags are accepted both before the command (``isthmus --context target
 check``, as ``linkerd --context target check`` in the seeds) and after it; the
 later one wins. Without them: the in-cluster service account if there is one,
-else ``$KUBECONFIG`` or ``~/.kube/config`` and its current context.
+else ``$KUBECONFIG`` or ``~/.kube/config`` and its current context. lightkube
+is imported only when a client is made, so commands that never talk to a
+cluster start fast.
 """
 
 from __future__ import annotations
