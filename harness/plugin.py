@@ -16,7 +16,7 @@ import pytest
 from harness import reporting
 from harness import topology as topo
 from harness.providers.netns.provider import STATE_ROOT
-from harness.session import ClusterSession
+from harness.session import ENV_OWNER, ClusterSession
 
 SESSION_KEY = pytest.StashKey[ClusterSession]()
 ENV_STATE = "ISTHMUS_SESSION_STATE_DIR"
@@ -82,8 +82,10 @@ def pytest_configure(config: pytest.Config) -> None:
             state = STATE_ROOT / f"kept-{t.name}"
         else:
             state = STATE_ROOT / f"run-{uuid.uuid4().hex[:8]}"
-    # xdist workers inherit the environment: they share this session's state dir.
+    # xdist workers inherit the environment: they share this session's state dir and owner.
     os.environ[ENV_STATE] = str(state)
+    if _is_controller(config):
+        os.environ[ENV_OWNER] = str(os.getpid())
     config.stash[SESSION_KEY] = ClusterSession(
         config.getoption("--provider"), t, Path(state), config.getoption("--keep-clusters")
     )
@@ -103,6 +105,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     if session.provisioned() is not None:
         session.release()
     os.environ.pop(ENV_STATE, None)
+    os.environ.pop(ENV_OWNER, None)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -11,7 +11,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
+import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +25,38 @@ from harness.settings import TIMEOUTS
 from harness.topology import Topology
 
 SESSION_FILE = "session.json"
+OWNER_FILE = ".owner"  # {"pid": controlling pytest process, "keep": bool}
+ENV_OWNER = "ISTHMUS_SESSION_OWNER_PID"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def reap_stale_sessions(root: Path, provider_name: str, log: Callable[[str], None]) -> None:
+    """Tear down runs whose pytest process died without tearing down (and weren't kept)."""
+    if not root.exists():
+        return
+    for owner in root.glob(f"*/{OWNER_FILE}"):
+        try:
+            data = json.loads(owner.read_text())
+        except (OSError, ValueError):
+            continue
+        if data.get("keep") or _alive(int(data.get("pid", 0))):
+            continue
+        log(f"tearing down stale run {owner.parent} (its pytest process {data.get('pid')} is gone)")
+        get_provider(provider_name, owner.parent / "provider").down()
+        shutil.rmtree(owner.parent, ignore_errors=True)
+
+
+def _echo(msg: str) -> None:
+    print(f"[session] {msg}", file=sys.stderr, flush=True)
 
 
 @dataclass
@@ -60,6 +95,11 @@ class ClusterSession:
                 f"not {self.topology.name!r}; tear them down first "
                 f"(python -m harness clusters down --state-dir {self.state_dir})"
             )
+        if self.provider_name == "netns":
+            reap_stale_sessions(self.state_dir.parent, self.provider_name, _echo)
+        # The controlling pytest process owns the run (xdist workers inherit its pid).
+        owner = {"pid": int(os.environ.get(ENV_OWNER, os.getpid())), "keep": self.keep}
+        (self.state_dir / OWNER_FILE).write_text(json.dumps(owner))
         provider = get_provider(self.provider_name, self.state_dir / "provider")
         started = time.monotonic()
         try:
@@ -96,5 +136,6 @@ class ClusterSession:
         get_provider(self.provider_name, self.state_dir / "provider").down()
         self._session_file.unlink(missing_ok=True)
         (self.state_dir / ".lock").unlink(missing_ok=True)
+        (self.state_dir / OWNER_FILE).unlink(missing_ok=True)
         with contextlib.suppress(OSError):
             self.state_dir.rmdir()

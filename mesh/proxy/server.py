@@ -5,8 +5,11 @@ outside comes in through its constructor: discovery and policy (the control
 plane's clients, or fakes), the TLS store (``None`` runs without identity:
 plaintext everywhere, ``tls="disabled"``), and how to learn a connection's
 original destination (``SO_ORIGINAL_DST`` by default; tests name targets).
-``stop`` closes the listeners, then cancels the connections still open, so
-nothing outlives it.
+``start`` may bind some listeners first (the admin port, while the identity
+client waits for a certificate) and the rest later. ``ready`` holds once every
+listener is bound and the TLS store, if any, has a certificate. ``stop``
+closes the listeners, then cancels the connections still open, so nothing
+outlives it; ``shutdown`` first lets open connections finish for a grace period.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from types import TracebackType
 
 from mesh.proxy.admin import Admin
@@ -32,11 +35,13 @@ from mesh.proxy.tap import TapHub
 from mesh.proxy.telemetry import ProxyMetrics
 from mesh.proxy.tls import TlsCredentials, TlsStore
 
-__all__ = ["Proxy"]
+__all__ = ["LISTENERS", "Proxy"]
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Conn], Awaitable[None]]
+
+LISTENERS = ("inbound", "outbound", "admin")
 
 
 class Proxy:
@@ -91,8 +96,9 @@ class Proxy:
         self._connections: set[asyncio.Task[None]] = set()
 
     def ready(self) -> bool:
-        """Whether the proxy can serve (listening, and with an identity if it uses one)."""
-        return bool(self._servers)
+        """Whether the proxy can serve (listening, and with a certificate if it uses one)."""
+        listening = all(name in self._servers for name in LISTENERS)
+        return listening and (self.tls is None or self.tls.ready)
 
     def rotate(self, credentials: TlsCredentials) -> None:
         """Use a new certificate for new connections; open ones keep theirs."""
@@ -117,8 +123,8 @@ class Proxy:
     def admin_port(self) -> int:
         return self.port("admin")
 
-    async def start(self) -> None:
-        """Bind and start serving all three listeners."""
+    async def start(self, names: Collection[str] = LISTENERS) -> None:
+        """Bind and start serving the listeners ``names`` (default all) not yet bound."""
         c = self.config
         listeners: list[tuple[str, str, int, Handler]] = [
             ("inbound", c.inbound_host, c.inbound_port, self.inbound.handle),
@@ -127,6 +133,8 @@ class Proxy:
         ]
         try:
             for name, host, port, handler in listeners:
+                if name not in names or name in self._servers:
+                    continue
                 self._servers[name] = await asyncio.start_server(
                     self._accepting(handler), host, port, reuse_address=True
                 )
@@ -157,6 +165,14 @@ class Proxy:
             log.exception("connection from %s failed", conn.peer)
         finally:
             await conn.aclose()
+
+    async def shutdown(self, grace: float) -> None:
+        """Stop accepting, give open connections ``grace`` seconds to finish, then ``stop``."""
+        for server in self._servers.values():
+            server.close()
+        if self._connections and grace > 0:
+            await asyncio.wait(set(self._connections), timeout=grace)
+        await self.stop()
 
     async def stop(self) -> None:
         """Stop listening, end open connections and watches, close pools."""

@@ -11,7 +11,8 @@ Rules:
   it is checked again with ``mesh.identity.verify_peer``.
 - ``TlsStore`` holds the current contexts; ``update`` builds new ones and swaps
   them in with a single assignment, so connections already established keep
-  theirs and new ones use the new certificate (rotation without drops).
+  theirs and new ones use the new certificate (rotation without drops). A
+  store may start ``pending`` (identity known, no certificate yet).
 - ``TlsSession`` wraps ``ssl.SSLObject`` over memory BIOs: ciphertext in,
   plaintext out, and the other way, with no sockets. Bytes already read (during
   protocol detection) are simply fed first.
@@ -44,6 +45,7 @@ class HandshakeError(ConnectionError):
     """The TLS handshake failed or the peer is not who it must be."""
 
 
+
 @dataclass(frozen=True, slots=True)
 class TlsCredentials:
     """The proxy's workload identity: its name, certificate chain and key, and the anchors."""
@@ -53,6 +55,10 @@ class TlsCredentials:
     """The leaf first, then the issuer (and any further intermediates)."""
     key_pem: bytes
     trust_anchors_pem: bytes
+
+
+_Contexts = tuple[TlsCredentials, ssl.SSLContext, ssl.SSLContext, list[x509.Certificate]]
+"""A store's state: credentials, server and client contexts, parsed anchors."""
 
 
 def _memory_file(data: bytes) -> tuple[str, int | None]:
@@ -131,41 +137,77 @@ def peer_identity(tls: ssl.SSLObject, anchors: list[x509.Certificate] | None = N
 
 
 class TlsStore:
-    """The current server and client contexts; replaced atomically on rotation."""
+    """The current server and client contexts; replaced atomically on rotation.
+
+    A store made with ``pending`` knows its identity and anchors but has no
+    certificate yet (``ready`` is False, and asking for a context raises
+    ``HandshakeError``) until the first ``update``.
+    """
 
     def __init__(self, credentials: TlsCredentials) -> None:
-        self._current = self._build(credentials)
+        self._identity = credentials.identity
+        self._current: _Contexts | None = None
+        self._anchors = x509.load_pem_x509_certificates(credentials.trust_anchors_pem)
+        self.update(credentials)
+
+    @classmethod
+    def pending(cls, identity: str, trust_anchors_pem: bytes) -> TlsStore:
+        """A store for ``identity`` still waiting for its first certificate."""
+        store = cls.__new__(cls)
+        store._identity = identity
+        store._current = None
+        store._anchors = x509.load_pem_x509_certificates(trust_anchors_pem)
+        return store
 
     @staticmethod
-    def _build(
-        credentials: TlsCredentials,
-    ) -> tuple[TlsCredentials, ssl.SSLContext, ssl.SSLContext, list[x509.Certificate]]:
+    def _build(credentials: TlsCredentials) -> _Contexts:
         anchors = x509.load_pem_x509_certificates(credentials.trust_anchors_pem)
         return (credentials, server_context(credentials), client_context(credentials), anchors)
 
     def update(self, credentials: TlsCredentials) -> None:
-        """Use ``credentials`` for new connections from now on."""
+        """Use ``credentials`` for new connections from now on (same identity only)."""
+        if credentials.identity != self._identity:
+            raise ValueError(
+                f"credentials for {credentials.identity!r} in the store of {self._identity!r}"
+            )
         self._current = self._build(credentials)
+
+    def _contexts(self) -> _Contexts:
+        current = self._current
+        if current is None:
+            raise HandshakeError(f"no certificate for {self._identity} yet")
+        return current
+
+    @property
+    def ready(self) -> bool:
+        """Whether a certificate has been installed."""
+        return self._current is not None
 
     @property
     def identity(self) -> str:
         """The local proxy's identity."""
-        return self._current[0].identity
+        return self._identity
+
+    @property
+    def credentials(self) -> TlsCredentials:
+        """The certificate and key in use."""
+        return self._contexts()[0]
 
     @property
     def server(self) -> ssl.SSLContext:
         """The context for terminating inbound mTLS."""
-        return self._current[1]
+        return self._contexts()[1]
 
     @property
     def client(self) -> ssl.SSLContext:
         """The context for originating outbound mTLS."""
-        return self._current[2]
+        return self._contexts()[2]
 
     @property
     def anchors(self) -> list[x509.Certificate]:
         """The parsed trust anchors."""
-        return self._current[3]
+        current = self._current
+        return current[3] if current is not None else self._anchors
 
 
 class TlsSession:
