@@ -1,3 +1,8 @@
 """Root conftest: the fixtures every suite can use."""
 
-pytest_plugins = ["fixtures.clusters", "fixtures.workloads", "fixtures.evidence"]
+pytest_plugins = [
+    "fixtures.clusters",
+    "fixtures.workloads",
+    "fixtures.evidence",
+    "fixtures.mesh",
+]

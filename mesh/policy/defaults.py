@@ -198,10 +198,12 @@ def _ports(pod: Pod, value: str) -> PortRanges:
     return parse_ports(value, lambda name: names.get(name, ()))
 
 
-def pod_default_policy(pod: Pod, namespace: Namespace | None, config: PolicyConfig) -> DefaultPolicy:
+def pod_default_policy(
+    pod: Pod, namespace: Namespace | None, config: PolicyConfig
+) -> DefaultPolicy:
     """The pod's default policy: its annotation, else its namespace's, else the configured one."""
-    for annotations in (pod.annotations, namespace.annotations if namespace else {}):
-        value = annotations.get(DEFAULT_INBOUND_POLICY)
+    for notes in (pod.annotations, namespace.annotations if namespace else {}):
+        value = notes.get(DEFAULT_INBOUND_POLICY)
         policy = DefaultPolicy.parse(value) if value is not None else None
         if policy is not None:
             return policy
@@ -210,8 +212,8 @@ def pod_default_policy(pod: Pod, namespace: Namespace | None, config: PolicyConf
 
 def opaque_ports(pod: Pod, namespace: Namespace | None, config: PolicyConfig) -> PortRanges:
     """The pod's opaque ports: its annotation, else its namespace's, else the defaults."""
-    for annotations in (pod.annotations, namespace.annotations if namespace else {}):
-        value = annotations.get(OPAQUE_PORTS)
+    for notes in (pod.annotations, namespace.annotations if namespace else {}):
+        value = notes.get(OPAQUE_PORTS)
         if value is not None:
             return _ports(pod, value)
     return config.default_opaque_ports

@@ -127,7 +127,10 @@ def server_authorization_authorization(
     else:
         identities = [
             *saz.identities,
-            *(config.service_account_identity(ns or saz.namespace, sa) for ns, sa in saz.service_accounts),
+            *(
+                config.service_account_identity(ns or saz.namespace, sa)
+                for ns, sa in saz.service_accounts
+            ),
         ]
         if not identities:
             raise PolicyError("authorizes no clients: set unauthenticated or meshTLS")

@@ -88,7 +88,7 @@ class NetworkMatch:
 
 @dataclass(frozen=True)
 class ResourceRef:
-    """A ``targetRef`` or an authentication/identity ref; ``namespace`` ``""`` means the referrer's."""
+    """A ``targetRef`` or an authentication ref; namespace ``""`` means the referrer's."""
 
     group: str
     kind: str

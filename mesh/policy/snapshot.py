@@ -123,7 +123,7 @@ class PolicySnapshot:
         snapshot = cls()
         everything = list(objects)
         for kind in KINDS:
-            listed = tuple(o for o in everything if type(o) is kind)
+            listed: tuple[Any, ...] = tuple(o for o in everything if type(o) is kind)
             snapshot.apply(Listed(kind, listed))
         return snapshot
 

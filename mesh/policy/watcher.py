@@ -12,6 +12,7 @@ before that, every pod looks missing.
 from __future__ import annotations
 
 import itertools
+import json
 from dataclasses import dataclass
 from typing import NewType
 
@@ -42,6 +43,17 @@ class PodNotFound(LookupError):
     """The pod a subscription asks about is not in the cluster."""
 
 
+def _json_workload(text: str) -> tuple[str, str]:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return "", ""
+    if not isinstance(value, dict):
+        return "", ""
+    ns, pod = value.get("ns"), value.get("pod")
+    return (ns, pod) if isinstance(ns, str) and isinstance(pod, str) else ("", "")
+
+
 @dataclass(frozen=True)
 class PortTarget:
     """One port of one pod."""
@@ -52,9 +64,16 @@ class PortTarget:
 
     @classmethod
     def parse(cls, workload: str, port: int) -> PortTarget:
-        """The target of a ``Workload`` request: ``"<namespace>:<pod>"`` and a port."""
+        """The target of a ``Workload`` request: ``"<namespace>:<pod>"`` and a port.
+
+        Linkerd's newer ``{"ns": "<namespace>", "pod": "<pod>"}`` form is accepted too.
+        """
         namespace, colon, pod = workload.partition(":")
-        if not colon or not namespace or not pod or ":" in pod:
+        if workload.lstrip().startswith("{"):
+            namespace, pod = _json_workload(workload)
+        elif not colon or ":" in pod:
+            namespace = pod = ""
+        if not namespace or not pod:
             raise TargetError(f"workload {workload!r} is not '<namespace>:<pod>'")
         if not 0 < port <= _MAX_PORT:
             raise TargetError(f"port {port} is not between 1 and {_MAX_PORT}")

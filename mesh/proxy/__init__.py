@@ -10,6 +10,12 @@ forwarding on h11), ``exchange`` (what a request records), ``discovery`` and
 The asyncio layer: ``server.Proxy`` binds the listeners and hands connections
 to ``inbound`` / ``outbound`` / ``admin``, which use ``connection``, ``pool``,
 ``resolve`` and ``forwarding`` to move bytes.
+
+The process: ``envconfig`` reads the ``LINKERD2_PROXY_*`` environment;
+``identity_client``, ``discovery_client`` and ``policy_client`` speak the
+control plane's gRPC APIs (retrying with ``backoff``); ``runtime`` wires them
+to a ``Proxy``; ``__main__`` runs it (``isthmus component proxy``). ``init``
+installs the pod's iptables redirection (``isthmus component proxy-init``).
 """
 
 from mesh.proxy.config import ProxyConfig, Timeouts

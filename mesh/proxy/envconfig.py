@@ -49,6 +49,7 @@ __all__ = [
     "load",
     "log_levels",
     "parse_duration",
+    "parse_port_ranges",
 ]
 
 DEFAULT_POLICIES = (
@@ -63,7 +64,10 @@ DEFAULT_POLICIES = (
 
 DEFAULT_LOG = "warn,linkerd=info"
 DEFAULT_SHUTDOWN_GRACE = 2.0
-"""Seconds open connections get to finish after SIGTERM (``LINKERD2_PROXY_SHUTDOWN_GRACE_PERIOD``)."""
+"""Seconds open connections get to finish after SIGTERM (``…_SHUTDOWN_GRACE_PERIOD``)."""
+INBOUND_LISTEN = Address("0.0.0.0", 4143)
+OUTBOUND_LISTEN = Address("127.0.0.1", 4140)
+ADMIN_LISTEN = Address("0.0.0.0", 4191)
 
 _T = TypeVar("_T")
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
@@ -167,9 +171,9 @@ class InboundSettings:
 class EnvConfig:
     """Everything the proxy process is told by its environment."""
 
-    inbound_listen: Address = Address("0.0.0.0", 4143)
-    outbound_listen: Address = Address("127.0.0.1", 4140)
-    admin_listen: Address = Address("0.0.0.0", 4191)
+    inbound_listen: Address = INBOUND_LISTEN
+    outbound_listen: Address = OUTBOUND_LISTEN
+    admin_listen: Address = ADMIN_LISTEN
     control_listen: Address | None = None
     """Linkerd's tap port; this proxy serves tap on the admin port instead."""
     log: str = DEFAULT_LOG
@@ -247,7 +251,8 @@ def _service_addr(text: str) -> ServiceAddr:
     return ServiceAddr(address.host, address.port)
 
 
-def _ports(text: str) -> PortRanges:
+def parse_port_ranges(text: str) -> PortRanges:
+    """Ports and ``lo-hi`` ranges, comma-separated; ``ValueError`` naming a bad item."""
     ranges: list[tuple[int, int]] = []
     for raw in text.split(","):
         item = raw.strip()
@@ -265,7 +270,7 @@ def _ports(text: str) -> PortRanges:
 
 
 def _port_list(text: str) -> tuple[int, ...]:
-    ranges = _ports(text)
+    ranges = parse_port_ranges(text)
     if any(hi - lo > 1024 for lo, hi in ranges.ranges):
         raise ValueError("a range of more than 1024 declared ports")
     return tuple(p for lo, hi in ranges.ranges for p in range(lo, hi + 1))
@@ -296,6 +301,8 @@ def _workload(text: str) -> str:
 
 def _anchors(text: str) -> bytes:
     data = text.strip().encode()
+    if b"-----BEGIN CERTIFICATE-----" not in data:
+        raise ValueError("no certificates (expected PEM: -----BEGIN CERTIFICATE-----)")
     try:
         certs = x509.load_pem_x509_certificates(data)
     except ValueError as e:
@@ -375,10 +382,9 @@ def _destination(r: _Reader, cluster_networks: tuple[Network, ...]) -> Destinati
     svc = r.get("LINKERD2_PROXY_DESTINATION_SVC_ADDR", _service_addr, None)
     context = r.env.get("LINKERD2_PROXY_DESTINATION_CONTEXT", "").strip()
     if context:
-        r.get("LINKERD2_PROXY_DESTINATION_CONTEXT", _json_object, {})
-    suffixes = r.get(
-        "LINKERD2_PROXY_DESTINATION_PROFILE_SUFFIXES", _suffixes, ("svc.cluster.local",)
-    )
+        r.get("LINKERD2_PROXY_DESTINATION_CONTEXT", _json_object, None)
+    default_suffixes: tuple[str, ...] = ("svc.cluster.local",)
+    suffixes = r.get("LINKERD2_PROXY_DESTINATION_PROFILE_SUFFIXES", _suffixes, default_suffixes)
     networks = r.get("LINKERD2_PROXY_DESTINATION_PROFILE_NETWORKS", _networks, cluster_networks)
     if svc is None:
         return None
@@ -422,7 +428,9 @@ def load(env: Mapping[str, str]) -> EnvConfig:
         ),
         ports=r.get("LINKERD2_PROXY_INBOUND_PORTS", _port_list, ()),
         opaque_ports=r.get(
-            "LINKERD2_PROXY_INBOUND_PORTS_DISABLE_PROTOCOL_DETECTION", _ports, PortRanges()
+            "LINKERD2_PROXY_INBOUND_PORTS_DISABLE_PROTOCOL_DETECTION",
+            parse_port_ranges,
+            PortRanges(),
         ),
         cluster_networks=cluster_networks,
         ips=r.get("LINKERD2_PROXY_INBOUND_IPS", _ips, ()),

@@ -94,10 +94,11 @@ class Proxy:
         )
         self._servers: dict[str, asyncio.Server] = {}
         self._connections: set[asyncio.Task[None]] = set()
+        self._draining = False
 
     def ready(self) -> bool:
         """Whether the proxy can serve (listening, and with a certificate if it uses one)."""
-        listening = all(name in self._servers for name in LISTENERS)
+        listening = not self._draining and all(name in self._servers for name in LISTENERS)
         return listening and (self.tls is None or self.tls.ready)
 
     def rotate(self, credentials: TlsCredentials) -> None:
@@ -168,6 +169,7 @@ class Proxy:
 
     async def shutdown(self, grace: float) -> None:
         """Stop accepting, give open connections ``grace`` seconds to finish, then ``stop``."""
+        self._draining = True
         for server in self._servers.values():
             server.close()
         if self._connections and grace > 0:

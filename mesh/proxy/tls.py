@@ -45,7 +45,6 @@ class HandshakeError(ConnectionError):
     """The TLS handshake failed or the peer is not who it must be."""
 
 
-
 @dataclass(frozen=True, slots=True)
 class TlsCredentials:
     """The proxy's workload identity: its name, certificate chain and key, and the anchors."""
