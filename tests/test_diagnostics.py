@@ -17,6 +17,7 @@ from harness import diagnostics
 from harness.diagnostics import Limits, bundle_name, collect
 from harness.plugin import ENV_STATE
 from harness.providers.base import Cluster
+from tests.test_reporting import forget_real_suites
 
 pytest_plugins = ["pytester"]
 
@@ -218,6 +219,7 @@ def test_failed_tests_with_a_namespace_get_a_linked_bundle(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, xdist: list[str]
 ) -> None:
     monkeypatch.setenv(ENV_STATE, str(pytester.path / "state"))
+    forget_real_suites(monkeypatch)
     pytester.makeini(f"[pytest]\npythonpath = {REPO}\nfilterwarnings = error\n"
                      "asyncio_default_fixture_loop_scope = function\n")  # fmt: skip
     pytester.makeconftest(CONFTEST)

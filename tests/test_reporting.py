@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -80,9 +81,16 @@ def test_unmarked():
 '''
 
 
+def forget_real_suites(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In-process runs share sys.modules: hide the repo's own ``suites`` package."""
+    for name in [m for m in sys.modules if m == "suites" or m.startswith("suites.")]:
+        monkeypatch.delitem(sys.modules, name)
+
+
 @pytest.fixture
 def suite(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
     monkeypatch.setenv(ENV_STATE, str(pytester.path / "state"))
+    forget_real_suites(monkeypatch)
     pytester.makeini(INI)
     pytester.makeconftest('pytest_plugins = ["fixtures.evidence"]')
     suites = pytester.mkpydir("suites")

@@ -13,11 +13,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from mesh.identity import PemFile, check_issuer
+from mesh.inject.pod import inject_pod
 from mesh.install import Values, dump_all, load_all, render_install, uninstall_objects
 from mesh.install import components as c
 from mesh.install.controlplane import DEPLOYMENTS, WEBHOOK_CONFIG, WEBHOOK_SECRET
 from mesh.install.rbac import NAMESPACED_RULES, RULES
 from mesh.install.render import CLUSTER_SCOPED_KINDS
+from tests.inject import support as inject_support
 from tests.install.support import NOW, find, identity_for, rendered, webhook_for
 
 DOCS = rendered()
@@ -241,14 +243,20 @@ def _parsers() -> list[Any]:
 def test_container_flags_parse_with_the_component(
     component: str, parser: Callable[[], Any]
 ) -> None:
-    """The flag contract: what the manifests pass, each built component accepts."""
+    """The flag contract: what the manifests and injected pods pass, each component accepts."""
     commands = [
         container["command"]
         for doc in DOCS
         if doc["kind"] == "Deployment"
         for container in doc["spec"]["template"]["spec"]["containers"]
     ]
-    (command,) = [cmd for cmd in commands if cmd[2] == component]
+    injected, _ = inject_pod(inject_support.POD, {}, inject_support.CONFIG)
+    spec = injected["spec"]
+    commands += [c["command"] for c in spec.get("initContainers", []) if c.get("command")]
+    commands += [c["command"] for c in spec["containers"] if c.get("command")]
+    (command,) = [
+        cmd for cmd in commands if cmd[:2] == ["isthmus", "component"] and cmd[2] == component
+    ]
     parser().parse_args(command[3:])
 
 
