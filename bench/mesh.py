@@ -36,7 +36,7 @@ from lightkube.resources.core_v1 import Pod
 from harness import topology as topo
 from harness.adapters import MeshAdapter, get_adapter, state
 from harness.adapters.promtext import Metrics
-from harness.kube import Kube
+from harness.kube import Kube, WaitTimeout, wait_for
 from harness.providers import Cluster
 from harness.providers.netns.provider import STATE_ROOT
 from harness.session import ClusterSession
@@ -51,6 +51,9 @@ THROUGHPUT_CONCURRENCY = 32
 THROUGHPUT_REQUESTS = 5000
 #: per-request timeout of every run.
 REQUEST_TIMEOUT = 5.0
+#: seconds the meshed client may take to talk mTLS to the server after both are ready
+#: (discovery and certificates); the control-plane pods may be restarting.
+MTLS_READY = 120.0
 #: seconds an HTTP call to the API server may take beyond the run itself.
 CALL_SLACK = 30.0
 
@@ -114,6 +117,22 @@ def deploy(k: Kube, adapter: MeshAdapter, namespace: str, meshed: bool) -> tuple
     if name is None:
         raise RuntimeError(f"the server pod in {namespace} has no name: {server}")
     return "client", name
+
+
+def wait_mtls(k: Kube, namespace: str, url: str) -> None:
+    """Wait until the meshed client's requests reach the server over mTLS (it names the client)."""
+    body = {"url": url, "count": 10, "concurrency": 1, "timeout": REQUEST_TIMEOUT}
+
+    def secured() -> bool | None:
+        r = k.pod_proxy(namespace, "client", CONTROL_PORT, "/run", "POST", body)
+        records = r.json()["records"] if r.status_code == 200 else []
+        ids = [(x.get("responder") or {}).get("client_id") for x in records]
+        return True if ids and all(ids) else None
+
+    try:
+        wait_for(f"mTLS from {namespace}/client to {url}", secured, MTLS_READY)
+    except WaitTimeout as e:
+        _print(f"# WARNING: the meshed figures below may not be mTLS: {e}")
 
 
 def run(
@@ -253,6 +272,7 @@ def _bench(
     urls = {side: f"http://server.{ns}.svc.{cluster.domain}:8080/" for side, ns in sides.items()}
     for side, ns in sides.items():  # warm connections, discovery and certificates
         run(k, ns, urls[side], 200, 0, 8)
+    wait_mtls(k, sides["meshed"], urls["meshed"])
     _print(f"# {adapter.name} on {cluster.name}: load client -> Service -> server, same run")
     _print("\n# latency at a fixed rate (open loop)")
     for rate in rates:

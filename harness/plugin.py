@@ -41,6 +41,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="run every cluster on this pinned Kubernetes version (e.g. 1.34)",
     )
     g.addoption(
+        "--mesh",
+        default=None,
+        help="the mesh adapter the suites drive (default: $ISTHMUS_MESH, else isthmus)",
+    )
+    g.addoption(
         "--keep-clusters",
         action="store_true",
         help="leave the clusters running after the run (reused by the next run "

@@ -276,7 +276,28 @@ class IsthmusAdapter:
         path = self._cluster_dir(cluster) / "install.yaml"
         path.write_text(plane.stdout)
         path.chmod(0o600)  # it carries the issuer's key
+        present = self._run(
+            self._kubectl(
+                cluster,
+                "get",
+                "namespace",
+                self.control_plane_ns,
+                "--ignore-not-found",
+                "-o",
+                "name",
+            ),
+            f"[{cluster.name}] looking for an earlier install",
+        ).stdout.strip()
         self._apply(cluster, plane.stdout, "the control plane")
+        if present:
+            # Over an earlier install: new issuer and webhook secrets only reach running
+            # components when they restart.
+            self._run(
+                self._kubectl(
+                    cluster, "-n", self.control_plane_ns, "rollout", "restart", "deployment"
+                ),
+                f"[{cluster.name}] restarting the control plane over an earlier install",
+            )
 
     def install(self, clusters: Sequence[Cluster], trust: SharedTrust) -> None:
         for c in clusters:

@@ -2,7 +2,8 @@
 
 ``ensure_installed`` takes a file lock in ``workdir``, and installs (shared trust, then
 the adapter's install) unless ``mesh.json`` there says the same adapter already runs on
-those clusters; it returns the shared trust either way. A failed install is recorded
+those very clusters (by fingerprint: a cluster brought up anew under the same name gets
+the mesh again); it returns the shared trust either way. A failed install is recorded
 with the id of the run that tried, so the rest of that run fails fast while a later run
 tries again. ``forget`` drops the record (after an uninstall).
 """
@@ -10,6 +11,7 @@ tries again. ``forget`` drops the record (after an uninstall).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,7 +24,16 @@ from harness.adapters.base import MeshError, SharedTrust
 if TYPE_CHECKING:
     from harness.providers.base import Cluster
 
-__all__ = ["INSTALL_LOCK", "STATE_FILE", "Installer", "ensure_installed", "forget", "lock", "read"]
+__all__ = [
+    "INSTALL_LOCK",
+    "STATE_FILE",
+    "Installer",
+    "ensure_installed",
+    "fingerprint",
+    "forget",
+    "lock",
+    "read",
+]
 
 STATE_FILE = "mesh.json"
 #: seconds to wait for another process holding the install lock (it may be installing:
@@ -38,6 +49,12 @@ class Installer(Protocol):
     def create_trust(self, clusters: Sequence[Cluster], directory: Path) -> SharedTrust: ...
 
     def install(self, clusters: Sequence[Cluster], trust: SharedTrust) -> None: ...
+
+
+def fingerprint(cluster: Cluster) -> str:
+    """Changes when a cluster of that name is brought up anew (new addresses, run id, ...)."""
+    text = json.dumps(cluster.to_dict(), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def lock(workdir: Path) -> FileLock:
@@ -78,21 +95,21 @@ def _ensure_locked(
     adapter: Installer, clusters: Sequence[Cluster], workdir: Path, run_id: str
 ) -> SharedTrust:
     state = read(workdir)
-    names = {c.name for c in clusters}
+    wanted = {c.name: fingerprint(c) for c in clusters}
     if state and state.get("error"):
         if state.get("run") == run_id:
             raise MeshError(f"installing the mesh failed earlier in this run: {state['error']}")
-    elif (
-        state and state.get("adapter") == adapter.name and names <= set(state.get("clusters") or [])
-    ):
-        return SharedTrust.from_dict(state["trust"])
+    elif state and state.get("adapter") == adapter.name:
+        installed = state.get("clusters") or {}
+        if isinstance(installed, dict) and all(installed.get(n) == f for n, f in wanted.items()):
+            return SharedTrust.from_dict(state["trust"])
     try:
         trust = adapter.create_trust(clusters, workdir / "trust")
         adapter.install(clusters, trust)
     except Exception as e:
         _write(workdir, {"adapter": adapter.name, "run": run_id, "error": str(e)[:4000]})
         raise
-    _write(workdir, {"adapter": adapter.name, "clusters": sorted(names), "trust": trust.to_dict()})
+    _write(workdir, {"adapter": adapter.name, "clusters": wanted, "trust": trust.to_dict()})
     return trust
 
 

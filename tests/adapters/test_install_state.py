@@ -75,3 +75,13 @@ def test_forget_makes_the_next_caller_install(tmp_path: Path) -> None:
     state.forget(tmp_path)  # twice is fine
     state.ensure_installed(adapter, [cluster("a")], tmp_path, "r")
     assert adapter.installs == [["a"], ["a"]]
+
+
+def test_a_cluster_brought_up_anew_under_the_same_name_gets_the_mesh_again(
+    tmp_path: Path,
+) -> None:
+    adapter = FakeAdapter()
+    state.ensure_installed(adapter, [cluster("a")], tmp_path, "r")
+    again = Cluster("a", "a", "a", Path("/k"), "a", "https://192.0.2.9:6443")
+    state.ensure_installed(adapter, [again], tmp_path, "r")
+    assert adapter.installs == [["a"], ["a"]]

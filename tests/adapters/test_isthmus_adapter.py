@@ -142,12 +142,18 @@ def test_install_applies_crds_then_control_plane_server_side_and_waits_with_chec
     tmp_path: Path,
 ) -> None:
     runner = FakeRunner(
-        {"--crds": ok(CRDS), "install": ok(INSTALL), "apply": ok(), "check": ok(CHECK_OK)}
+        {
+            "--crds": ok(CRDS),
+            "install": ok(INSTALL),
+            "apply": ok(),
+            "get": ok(""),
+            "check": ok(CHECK_OK),
+        }
     )
     a = adapter(tmp_path, runner)
     c = cluster("target", domain="target.local", trust="td.example")
     a.install([c], trust(tmp_path, "target"))
-    crds, apply_crds, install, apply_plane, check = runner.calls
+    crds, apply_crds, install, _, apply_plane, check = runner.calls
     assert crds[0] == ("isthmus", "install", "--crds")
     assert apply_crds[0] == (
         "/bin/kubectl-v1.35.4", "--kubeconfig", "/state/target.kubeconfig",
@@ -179,9 +185,39 @@ def test_install_applies_crds_then_control_plane_server_side_and_waits_with_chec
     ]
 
 
+def test_installing_over_an_earlier_install_restarts_the_control_plane(tmp_path: Path) -> None:
+    runner = FakeRunner(
+        {
+            "--crds": ok(CRDS),
+            "install": ok(INSTALL),
+            "apply": ok(),
+            "get": ok("namespace/linkerd\n"),
+            "rollout": ok(),
+            "check": ok(CHECK_OK),
+        }
+    )
+    adapter(tmp_path, runner).install([cluster("target")], trust(tmp_path, "target"))
+    commands = runner.commands()
+    restart = commands.index(
+        (
+            "/bin/kubectl-v1.35.4", "--kubeconfig", "/state/target.kubeconfig",
+            "--context", "ctx-target", "-n", "linkerd", "rollout", "restart", "deployment",
+        )
+    )  # fmt: skip
+    applied = [i for i, c in enumerate(commands) if "apply" in c]
+    assert restart > max(applied)  # after the new secrets are in place
+    assert "check" in commands[restart + 1]
+
+
 def test_install_reports_every_unhealthy_cluster(tmp_path: Path) -> None:
     runner = FakeRunner(
-        {"--crds": ok(CRDS), "install": ok(INSTALL), "apply": ok(), "check": ok(CHECK_FAIL, 1)}
+        {
+            "--crds": ok(CRDS),
+            "install": ok(INSTALL),
+            "apply": ok(),
+            "get": ok(""),
+            "check": ok(CHECK_FAIL, 1),
+        }
     )
     with pytest.raises(MeshError, match=r"\[target\].*destination deployment is ready.*0/1"):
         adapter(tmp_path, runner).install([cluster("target")], trust(tmp_path, "target"))
