@@ -32,6 +32,7 @@ from mesh.proxy.policy import (
 )
 from mesh.proxy.server import Proxy
 from mesh.proxy.tls import TlsCredentials, TlsStore, client_context
+from tests.leaks import assert_no_leaked_tasks
 from tests.proxy.proxy_support import (
     LOOPBACK,
     FakeDiscovery,
@@ -66,10 +67,7 @@ def other_mesh() -> Mesh:
 @pytest.fixture(autouse=True)
 async def no_leaked_tasks() -> AsyncIterator[None]:
     yield
-    await asyncio.sleep(0)
-    current = asyncio.current_task()
-    leaked = [t for t in asyncio.all_tasks() if t is not current and not t.done()]
-    assert not leaked, leaked
+    await assert_no_leaked_tasks()
 
 
 @dataclass

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
 
+from tests.leaks import assert_no_leaked_tasks
 from tests.proxy.proxy_support import Mesh
 
 
@@ -18,7 +18,4 @@ def mesh() -> Mesh:
 @pytest.fixture(autouse=True)
 async def no_leaked_tasks() -> AsyncIterator[None]:
     yield
-    await asyncio.sleep(0)
-    current = asyncio.current_task()
-    leaked = [t for t in asyncio.all_tasks() if t is not current and not t.done()]
-    assert not leaked, leaked
+    await assert_no_leaked_tasks()
