@@ -22,14 +22,19 @@ import httpx2
 import yaml
 from lightkube import ApiError, Client, KubeConfig, codecs
 from lightkube.core.resource import NamespacedResource, Resource
+from lightkube.generic_resource import create_namespaced_resource
 from lightkube.resources.apps_v1 import Deployment
 from lightkube.resources.core_v1 import Namespace, Pod, ServiceAccount
-from lightkube.resources.discovery_v1 import EndpointSlice
 
 from harness.providers.base import Cluster
 from harness.settings import TIMEOUTS
 
 T = TypeVar("T")
+#: Untyped: the API sends ``endpoints: null`` for a Service without endpoints, which the
+#: typed model refuses.
+RawEndpointSlice = create_namespaced_resource(
+    "discovery.k8s.io", "v1", "EndpointSlice", "endpointslices"
+)
 FIELD_MANAGER = "isthmus-harness"
 
 
@@ -225,14 +230,14 @@ class Kube:
 
     def endpoint_addresses(self, service: str, namespace: str) -> set[str]:
         slices = self.client.list(
-            EndpointSlice, namespace=namespace, labels={"kubernetes.io/service-name": service}
+            RawEndpointSlice, namespace=namespace, labels={"kubernetes.io/service-name": service}
         )
         return {
             a
             for s in slices
-            for e in (s.endpoints or [])
-            if e.conditions is None or e.conditions.ready is not False
-            for a in e.addresses
+            for e in (s.get("endpoints") or [])
+            if (e.get("conditions") or {}).get("ready") is not False
+            for a in e.get("addresses", [])
         }
 
     # -- raw calls --------------------------------------------------------------------------

@@ -26,7 +26,7 @@ import grpc
 from grpc import aio
 from lightkube import AsyncClient
 from lightkube.config.kubeconfig import KubeConfig
-from lightkube.resources import core_v1, discovery_v1
+from lightkube.resources import core_v1
 
 from mesh.destination import authority
 from mesh.destination.config import DiscoveryConfig
@@ -92,8 +92,8 @@ class KubeObjectSource:
             list_and_watch(client, core_v1.Service, convert.service, Service, settings=settings),
             list_and_watch(
                 client,
-                discovery_v1.EndpointSlice,
-                convert.endpoint_slice,
+                convert.RawEndpointSlice,
+                convert.endpoint_slice_raw,
                 EndpointSlice,
                 settings=settings,
             ),

@@ -7,7 +7,9 @@ sees ``mesh.k8s.objects``. Absent fields become the Kubernetes defaults.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
+from lightkube.generic_resource import GenericNamespacedResource, create_namespaced_resource
 from lightkube.models import core_v1 as core_models
 from lightkube.models import discovery_v1 as discovery_models
 from lightkube.models.meta_v1 import ObjectMeta
@@ -84,6 +86,22 @@ def _endpoint(ep: discovery_models.Endpoint) -> Endpoint:
             else None
         ),
     )
+
+
+#: EndpointSlices read untyped: the API sends ``endpoints: null`` for a Service with no
+#: endpoints, which the typed model refuses; ``endpoint_slice_raw`` converts these.
+RawEndpointSlice = create_namespaced_resource(
+    "discovery.k8s.io", "v1", "EndpointSlice", "endpointslices"
+)
+
+
+def endpoint_slice_raw(obj: GenericNamespacedResource) -> EndpointSlice:
+    """The snapshot of an untyped EndpointSlice (``endpoints: null`` reads as none)."""
+    data: dict[str, Any] = obj.to_dict()  # type: ignore[no-untyped-call]
+    data["endpoints"] = data.get("endpoints") or []
+    typed = discovery_v1.EndpointSlice.from_dict(data)
+    assert isinstance(typed, discovery_v1.EndpointSlice)
+    return endpoint_slice(typed)
 
 
 def endpoint_slice(obj: discovery_v1.EndpointSlice) -> EndpointSlice:

@@ -155,3 +155,26 @@ async def test_merge_raises_a_streams_error() -> None:
     with pytest.raises(RuntimeError, match="boom"):
         async for _ in merge(_items(1, fail=RuntimeError("boom")), _items(2)):
             pass
+
+
+def test_an_endpoint_slice_with_null_endpoints_reads_as_empty() -> None:
+    """The API sends ``endpoints: null`` for a Service without endpoints (it crashed us once)."""
+    from mesh.k8s.convert import RawEndpointSlice, endpoint_slice_raw
+
+    raw = RawEndpointSlice.from_dict(
+        {
+            "apiVersion": "discovery.k8s.io/v1",
+            "kind": "EndpointSlice",
+            "metadata": {
+                "name": "empty-x",
+                "namespace": "ns",
+                "labels": {"kubernetes.io/service-name": "empty"},
+            },
+            "addressType": "IPv4",
+            "endpoints": None,
+            "ports": [{"name": "http", "port": 80, "protocol": "TCP"}],
+        }
+    )
+    snapshot = endpoint_slice_raw(raw)
+    assert (snapshot.service_name, snapshot.endpoints) == ("empty", ())
+    assert [p.port for p in snapshot.ports] == [80]
