@@ -30,12 +30,16 @@ def main() -> None:
     show_default=True,
     help="Kubernetes version to build (1.35, v1.35 or v1.35.4).",
 )
-def build_cmd(k8s_version: str) -> None:
+@click.option("--all", "all_versions", is_flag=True, help="Build every pinned version.")
+def build_cmd(k8s_version: str, all_versions: bool) -> None:
     """Build (or find cached) kube-apiserver & co, etcd and CoreDNS under ~/.cache/isthmus."""
     try:
-        version = topo.resolve_version(k8s_version)
-        topo.check_version(version, "--k8s-version")
-        upstream.build(version, progress=lambda m: click.echo(f"[build] {m}", err=True))
+        versions = [topo.resolve_version(k8s_version)]
+        if all_versions:
+            versions = [p.version for p in upstream.KNOWN_VERSIONS.values()]
+        for version in versions:
+            topo.check_version(version, "--k8s-version")
+            upstream.build(version, progress=lambda m: click.echo(f"[build] {m}", err=True))
     except (topo.TopologyError, ValueError, RuntimeError) as e:
         _fail(str(e))
 
