@@ -33,6 +33,16 @@ class Timeouts:
     http_call: float = 15
     #: the provisioning lock is held by another pytest process.
     provision_lock: float = 1800
+    #: the mesh's control plane is healthy (``check --wait``) after an install.
+    mesh_install: float = 300
+    #: one mesh CLI / kubectl command that prints or applies manifests.
+    mesh_command: float = 120
+    #: ``kubectl delete --wait`` of a mesh uninstall (namespace finalization included).
+    mesh_uninstall: float = 180
+    #: another process holds the mesh install lock (it may be installing every cluster).
+    mesh_install_lock: float = 900
+    #: a disruptive mesh test waits for every other mesh test of the run to finish.
+    mesh_users_done: float = 1800
     #: SIGTERM to SIGKILL for the processes of a run being torn down.
     teardown_grace: float = 5
 

@@ -32,6 +32,7 @@ from harness.adapters.base import (
     SharedTrust,
     parse_check_json,
 )
+from harness.settings import TIMEOUTS
 
 if TYPE_CHECKING:
     from harness.kube import Kube
@@ -41,14 +42,10 @@ __all__ = ["Completed", "IsthmusAdapter", "Runner", "subprocess_runner"]
 
 REPO = Path(__file__).resolve().parents[2]
 
-# Waits of this adapter, in seconds; candidates for harness.settings.TIMEOUTS
-# (mesh_install, mesh_uninstall) once the lead adds them there.
-#: ``isthmus check --wait`` after an install: control-plane pods become ready.
-INSTALL_READY = 300.0
-#: one ``kubectl apply`` / ``isthmus`` command that prints or applies manifests.
-COMMAND = 120.0
-#: ``kubectl delete --wait`` of an uninstall (namespace finalization included).
-UNINSTALL = 180.0
+# Waits of this adapter, named in harness.settings.TIMEOUTS.
+INSTALL_READY = TIMEOUTS.mesh_install
+COMMAND = TIMEOUTS.mesh_command
+UNINSTALL = TIMEOUTS.mesh_uninstall
 
 FIELD_MANAGER = "isthmus-harness"
 INJECT_ANNOTATION = "linkerd.io/inject"

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from filelock import FileLock, Timeout
 
 from harness.adapters.base import MeshError, SharedTrust
+from harness.settings import TIMEOUTS
 
 if TYPE_CHECKING:
     from harness.providers.base import Cluster
@@ -36,9 +37,8 @@ __all__ = [
 ]
 
 STATE_FILE = "mesh.json"
-#: seconds to wait for another process holding the install lock (it may be installing:
-#: up to 300 s a cluster); a candidate for harness.settings.TIMEOUTS (mesh_install_lock).
-INSTALL_LOCK = 900.0
+#: seconds to wait for another process holding the install lock (it may be installing).
+INSTALL_LOCK = TIMEOUTS.mesh_install_lock
 
 
 class Installer(Protocol):
