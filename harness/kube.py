@@ -74,24 +74,24 @@ def _tls_from_kubeconfig(path: Path, context: str) -> tuple[str, ssl.SSLContext,
     cluster = next(c["cluster"] for c in cfg["clusters"] if c["name"] == ctx["cluster"])
     user = next(u["user"] for u in cfg["users"] if u["name"] == ctx["user"])
 
-    def materialise(field: str) -> str | None:
-        if f"{field}-data" in user or f"{field}-data" in cluster:
+    with tempfile.TemporaryDirectory(prefix="isthmus-kube-") as tmp:
+        # Inline *-data is written out only while the context loads it.
+        def materialise(field: str) -> str | None:
             data = user.get(f"{field}-data") or cluster.get(f"{field}-data")
-            f = tempfile.NamedTemporaryFile(delete=False, suffix=".pem")  # noqa: SIM115
-            f.write(base64.b64decode(data))
-            f.close()
-            return f.name
-        value = user.get(field) or cluster.get(field)
-        return str(value) if value else None
+            if data:
+                out = Path(tmp) / f"{field}.pem"
+                out.write_bytes(base64.b64decode(data))
+                return str(out)
+            value = user.get(field) or cluster.get(field)
+            return str(value) if value else None
 
-    ca = materialise("certificate-authority")
-    tls = ssl.create_default_context(cafile=ca)
-    if cluster.get("insecure-skip-tls-verify"):
-        tls.check_hostname = False
-        tls.verify_mode = ssl.CERT_NONE
-    cert, key = materialise("client-certificate"), materialise("client-key")
-    if cert and key:
-        tls.load_cert_chain(cert, key)
+        tls = ssl.create_default_context(cafile=materialise("certificate-authority"))
+        if cluster.get("insecure-skip-tls-verify"):
+            tls.check_hostname = False
+            tls.verify_mode = ssl.CERT_NONE
+        cert, key = materialise("client-certificate"), materialise("client-key")
+        if cert and key:
+            tls.load_cert_chain(cert, key)
     headers = {"Authorization": f"Bearer {user['token']}"} if user.get("token") else {}
     return str(cluster["server"]), tls, headers
 

@@ -47,6 +47,19 @@ class ClusterFiles:
         return self.pki / f"{who}.kubeconfig"
 
 
+def _controller_flags(kubeconfig: Path) -> list[str]:
+    """Flags controller-manager and scheduler share: one identity, secure port on loopback."""
+    kc = str(kubeconfig)
+    return [
+        "--kubeconfig", kc,
+        "--authentication-kubeconfig", kc,
+        "--authorization-kubeconfig", kc,
+        "--bind-address", "127.0.0.1",
+        "--leader-elect=false",
+        "--v", "1",
+    ]  # fmt: skip
+
+
 class ControlPlane:
     """Starts and checks the control plane of ``spec`` on the server node ``node``."""
 
@@ -254,14 +267,7 @@ class ControlPlane:
             "kube-controller-manager",
             [
                 str(self.bins.path("kube-controller-manager")),
-                "--kubeconfig",
-                str(kc),
-                "--authentication-kubeconfig",
-                str(kc),
-                "--authorization-kubeconfig",
-                str(kc),
-                "--bind-address",
-                "127.0.0.1",
+                *_controller_flags(kc),
                 "--allocate-node-cidrs=true",
                 "--cluster-cidr",
                 str(spec.pod_cidr),
@@ -280,12 +286,9 @@ class ControlPlane:
                 "--service-account-private-key-file",
                 str(sa.key),
                 "--use-service-account-credentials=true",
-                "--leader-elect=false",
                 "--configure-cloud-routes=false",
                 "--controllers",
                 "*,-cloud-node-lifecycle,-service-lb-controller,-node-route-controller",
-                "--v",
-                "1",
             ],
         )
         self.progress(f"{spec.name}: kube-controller-manager started")
@@ -296,17 +299,7 @@ class ControlPlane:
             "kube-scheduler",
             [
                 str(self.bins.path("kube-scheduler")),
-                "--kubeconfig",
-                str(kc),
-                "--authentication-kubeconfig",
-                str(kc),
-                "--authorization-kubeconfig",
-                str(kc),
-                "--bind-address",
-                "127.0.0.1",
-                "--leader-elect=false",
-                "--v",
-                "1",
+                *_controller_flags(kc),
             ],
         )
         self.progress(f"{self.spec.name}: kube-scheduler started")
