@@ -74,40 +74,6 @@ def service_url(mesh: Mesh, cluster: str, namespace: str, name: str, port: int =
     return f"http://{name}.{namespace}.svc.{mesh.clusters[cluster].domain}:{port}/"
 
 
-def run_load(
-    client: LoadClient,
-    url: str,
-    count: int,
-    *,
-    concurrency: int | None = None,
-    rate: float = 0,
-    timeout: float = 5,
-    label: str | None = None,
-) -> dict[str, Any]:
-    """``LoadClient.run`` with control over concurrency; the run is recorded as evidence."""
-    body: dict[str, Any] = {"url": url, "count": count, "rate": rate, "timeout": timeout}
-    if concurrency is not None:
-        body["concurrency"] = concurrency
-    budget = timeout * count / max(1, concurrency or 4) + (count / rate if rate else 0)
-    r = client.kube.pod_proxy(
-        client.namespace,
-        client.pod,
-        CONTROL_PORT,
-        "/run",
-        "POST",
-        body,
-        timeout=budget + TIMEOUTS.http_call,
-    )
-    assert r.status_code == 200, (
-        f"[{client.kube.name}] load client {client.namespace}/{client.pod} /run answered "
-        f"{r.status_code}: {r.text[:500]}"
-    )
-    result: dict[str, Any] = r.json()
-    if client.evidence is not None:
-        client.evidence.traffic(result, label or f"{client.kube.name}/{client.pod} -> {url}")
-    return result
-
-
 def converge(client: LoadClient, url: str, successes: int = CONVERGED_AFTER) -> None:
     """Wait until ``successes`` requests in a row succeed (TIMEOUTS.convergence)."""
     last: list[str] = []

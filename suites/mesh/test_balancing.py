@@ -14,7 +14,6 @@ from suites.mesh._support import (
     converge,
     deploy_server,
     pod_name,
-    run_load,
     service_url,
     statuses,
 )
@@ -51,7 +50,7 @@ def test_requests_spread_over_replicas(
     client = workloads.client(c)
     url = service_url(mesh, c, ns, "server")
     converge(client, url)
-    result = run_load(client, url, REQUESTS, concurrency=CONCURRENCY)
+    result = client.run(url, REQUESTS, concurrency=CONCURRENCY)
     seen = statuses(result)
     assert seen == {"200": REQUESTS}, f"expected {REQUESTS} x 200 to {url}; saw {seen}"
     counts = Counter(r["responder"]["pod"] for r in result["records"] if r["responder"])

@@ -15,7 +15,6 @@ from suites.mesh._support import (
     converge,
     deploy_server,
     pod_name,
-    run_load,
     service_url,
     statuses,
     unmeshed_client,
@@ -75,7 +74,7 @@ def test_meshed_client_and_server_use_mtls_identities(
     url = service_url(mesh, c, ns, "server")
     with evidence.step("converge"):
         converge(client, url)
-    result = run_load(client, url, REQUESTS)
+    result = client.run(url, REQUESTS)
     seen = statuses(result)
     assert seen == {"200": REQUESTS}, (
         f"expected {REQUESTS} x 200 from meshed {client.pod} to {url}; saw {seen} "
@@ -146,7 +145,7 @@ def test_unmeshed_client_reaches_meshed_server_without_tls(
     assert_meshed(k, ns, client.pod, meshed=False)
     url = service_url(mesh, c, ns, "server")
     converge(client, url)
-    result = run_load(client, url, REQUESTS)
+    result = client.run(url, REQUESTS)
     seen = statuses(result)
     assert seen == {"200": REQUESTS}, (
         f"expected {REQUESTS} x 200 from unmeshed {client.pod} to meshed {url} under the "

@@ -22,7 +22,6 @@ from suites.mesh._support import (
     converge,
     deploy_server,
     pod_name,
-    run_load,
     service_url,
     statuses,
 )
@@ -61,7 +60,7 @@ def test_requests_keep_flowing_while_destination_restarts(
     url = service_url(mesh, c, ns, "server")
     converge(client, url)
     client_id = mesh.identity(c, ns, "default")
-    warm = run_load(client, url, 20, label="resolved before the restart")
+    warm = client.run(url, 20, label="resolved before the restart")
     ids = {(r["responder"] or {}).get("client_id") for r in warm["records"]}
     assert ids == {client_id}, (
         f"expected the peers resolved and talking mTLS before the restart (the server seeing "
@@ -75,7 +74,7 @@ def test_requests_keep_flowing_while_destination_restarts(
 
     with ThreadPoolExecutor(max_workers=1) as pool:
         started = time.monotonic()
-        running = pool.submit(run_load, client, url, COUNT, rate=RATE, label="during restart")
+        running = pool.submit(client.run, url, COUNT, rate=RATE, label="during restart")
         wait_for(
             "the load run to be under way (the client's proxy counting its requests)",
             lambda: _outbound(mesh, c, ns, client.pod) or None,
