@@ -10,6 +10,7 @@ and nothing else does.
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import os
 import shutil
@@ -193,13 +194,36 @@ def _build_one(comp: Component, progress: Callable[[str], None]) -> None:
             f"({i}/{len(comp.packages)}; a cold build takes many minutes)"
         )
         started = time.monotonic()
-        cmd = ["go", "build", "-trimpath", "-ldflags", comp.ldflags, "-o", str(tmp / binary), pkg]
-        proc = subprocess.run(cmd, cwd=comp.module_dir, env=env, capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise RuntimeError(
-                f"building {binary} from {comp.module_dir} failed:\n{proc.stderr[-4000:]}"
-            )
+        cmd = ["go", "build", "-v", "-trimpath", "-ldflags", comp.ldflags]
+        _go_build([*cmd, "-o", str(tmp / binary), pkg], comp.module_dir, env, binary, progress)
         progress(f"{comp.name}: {binary} built in {time.monotonic() - started:.0f}s")
     (tmp / ".complete").write_text(comp.key + "\n")
     shutil.rmtree(comp.bin_dir, ignore_errors=True)
     tmp.rename(comp.bin_dir)
+
+
+#: seconds between "still building" lines during a long compile.
+REPORT_EVERY = 20.0
+
+
+def _go_build(
+    cmd: list[str], cwd: Path, env: dict[str, str], label: str, progress: Callable[[str], None]
+) -> None:
+    """Run ``go build -v``, reporting how many packages it compiled every REPORT_EVERY s."""
+    started = last = time.monotonic()
+    compiled = 0
+    tail: collections.deque[str] = collections.deque(maxlen=80)
+    with subprocess.Popen(
+        cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    ) as proc:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            tail.append(line)
+            if line.strip() and not line.startswith(("#", " ", "\t")) and ":" not in line:
+                compiled += 1  # -v names each package as it is compiled
+            now = time.monotonic()
+            if now - last >= REPORT_EVERY:
+                progress(f"  {label}: {compiled} packages compiled so far ({now - started:.0f}s)")
+                last = now
+    if proc.returncode != 0:
+        raise RuntimeError(f"building {label} in {cwd} failed:\n{''.join(tail)}")
