@@ -21,6 +21,7 @@ from mesh.k8s.objects import (
     Endpoint,
     EndpointPort,
     EndpointSlice,
+    HttpProbe,
     ObjectRef,
     OwnerRef,
     Pod,
@@ -124,6 +125,15 @@ def endpoint_slice(obj: discovery_v1.EndpointSlice) -> EndpointSlice:
     )
 
 
+def _http_probes(c: core_models.Container) -> tuple[HttpProbe, ...]:
+    probes = (c.livenessProbe, c.readinessProbe, c.startupProbe)
+    return tuple(
+        HttpProbe(port=p.httpGet.port, path=p.httpGet.path or "/")
+        for p in probes
+        if p is not None and p.httpGet is not None
+    )
+
+
 def _container(c: core_models.Container) -> Container:
     return Container(
         name=c.name,
@@ -131,6 +141,7 @@ def _container(c: core_models.Container) -> Container:
             ContainerPort(port=p.containerPort, name=p.name or "", protocol=p.protocol or "TCP")
             for p in c.ports or ()
         ),
+        http_probes=_http_probes(c),
     )
 
 

@@ -18,6 +18,7 @@ __all__ = [
     "Endpoint",
     "EndpointPort",
     "EndpointSlice",
+    "HttpProbe",
     "KubeObject",
     "ObjectKey",
     "ObjectRef",
@@ -165,9 +166,32 @@ class ContainerPort:
 
 
 @dataclass(frozen=True)
+class HttpProbe:
+    """The ``httpGet`` of a container's liveness, readiness or startup probe.
+
+    ``port`` is a number or the name of one of the container's ports, as written;
+    ``path`` defaults to ``/``.
+    """
+
+    port: int | str
+    path: str = "/"
+
+
+@dataclass(frozen=True)
 class Container:
+    """A container: its declared ports and its probes' ``httpGet`` (exec and tcp aside)."""
+
     name: str
     ports: tuple[ContainerPort, ...] = ()
+    http_probes: tuple[HttpProbe, ...] = ()
+
+    def probe_port(self, probe: HttpProbe) -> int | None:
+        """The number ``probe`` targets: its own, or that of the container port it names."""
+        if isinstance(probe.port, int):
+            return probe.port
+        if probe.port.isdigit():
+            return int(probe.port)
+        return next((p.port for p in self.ports if p.name == probe.port), None)
 
 
 @dataclass(frozen=True)

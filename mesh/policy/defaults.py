@@ -17,10 +17,11 @@ Rules, following Linkerd's policy controller:
   (port names are the pod's TCP container ports), else its namespace's, else the
   default opaque ports; otherwise the proxy detects the protocol.
 - The proxy's admin port (4191, or the pod's ``config.linkerd.io/admin-port``)
-  is always ``all-unauthenticated``. Linkerd authorizes kubelet probes of it
-  with path-scoped probe routes, which ``isthmus.policy.v1`` cannot express;
-  admitting everyone there keeps ``/ready`` and ``/live`` working under ``deny``
-  at the cost of also exposing ``/metrics``.
+  is always ``all-unauthenticated``. Linkerd authorizes only the kubelet probes
+  of it (path-scoped probe routes); admitting everyone there keeps ``/ready``
+  and ``/live`` working under ``deny`` whether or not the proxy container
+  declares probes, at the cost of also exposing ``/metrics``. Probe paths of
+  other ports go with their policy (``mesh.policy.inbound``).
 Pure: no I/O.
 """
 

@@ -20,12 +20,19 @@ Rules, following Linkerd's policy controller:
   networks from one ``NetworkAuthentication`` (none: all networks). A policy
   naming a missing authentication, or two of one kind, is ignored, which leaves
   the port denied unless something else authorizes it.
+- Kubelet probes: the paths of the pod's liveness, readiness and startup
+  ``httpGet`` probes on the port (a named probe port is resolved against its
+  container's ports; the query is dropped) go with the port's policy, sorted
+  and unique, whether a Server selects it or a default policy covers it; the
+  proxy admits a GET of them from anyone, even under ``deny``. Exec and
+  ``tcpSocket`` probes need no authorization.
 Pure: no I/O.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 from mesh.k8s.objects import Pod
 from mesh.policy.defaults import (
@@ -62,6 +69,7 @@ __all__ = [
     "PolicyError",
     "authorization_policy_authorization",
     "inbound_server",
+    "probe_paths",
     "selecting_server",
     "server_authorization_authorization",
     "server_policy",
@@ -253,13 +261,32 @@ def server_policy(snapshot: PolicySnapshot, config: PolicyConfig, server: Server
     )
 
 
-def inbound_server(
+def probe_paths(pod: Pod, port: int) -> tuple[str, ...]:
+    """The sorted, unique paths of the pod's HTTP probes of ``port`` (queries dropped)."""
+    paths = {
+        probe.path.split("?", 1)[0] or "/"
+        for container in pod.containers
+        for probe in container.http_probes
+        if container.probe_port(probe) == port
+    }
+    return tuple(sorted(paths))
+
+
+def _port_server(
     snapshot: PolicySnapshot, config: PolicyConfig, pod: Pod, port: int
 ) -> InboundServer:
-    """The policy of ``port`` on ``pod`` in the cluster ``snapshot`` describes."""
     if port == admin_port(pod, config):
         return default_server(DefaultPolicy.ALL_UNAUTHENTICATED, config)
     server = selecting_server(snapshot, pod, port)
     if server is not None:
         return server_policy(snapshot, config, server)
     return pod_default_server(pod, snapshot.namespace(pod.namespace), port, config)
+
+
+def inbound_server(
+    snapshot: PolicySnapshot, config: PolicyConfig, pod: Pod, port: int
+) -> InboundServer:
+    """The policy of ``port`` on ``pod`` in the cluster ``snapshot`` describes."""
+    found = _port_server(snapshot, config, pod, port)
+    paths = probe_paths(pod, port)
+    return replace(found, probe_paths=paths) if paths else found

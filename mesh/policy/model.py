@@ -110,9 +110,14 @@ class Authorization:
 
 @dataclass(frozen=True)
 class InboundServer:
-    """The policy of one inbound port; a client is admitted if any authorization admits it."""
+    """The policy of one inbound port; a client is admitted if any authorization admits it.
+
+    A GET (or HEAD) of one of ``probe_paths`` — the pod's kubelet HTTP probes on
+    the port, sorted and unique — is admitted for anyone, whatever the authorizations.
+    """
 
     ref: Ref
     protocol: Protocol = Protocol.DETECT
     authorizations: tuple[Authorization, ...] = ()
     detect_timeout: float = DEFAULT_DETECT_TIMEOUT
+    probe_paths: tuple[str, ...] = ()

@@ -63,4 +63,5 @@ def server_message(server: InboundServer) -> pb.Server:
         protocol=_protocol(server),
         authorizations=[authz_message(a) for a in server.authorizations],
         labels=server.ref.labels(),
+        probe_paths=list(server.probe_paths),
     )

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18mesh/proto/inbound.proto\x12\x11isthmus.policy.v1\x1a\x1egoogle/protobuf/duration.proto\"*\n\x08Workload\x12\x10\n\x08workload\x18\x01 \x01(\t\x12\x0c\n\x04port\x18\x02 \x01(\r\"\xd4\x01\n\x06Server\x12\x32\n\x08protocol\x18\x01 \x01(\x0b\x32 .isthmus.policy.v1.ProxyProtocol\x12\x30\n\x0e\x61uthorizations\x18\x02 \x03(\x0b\x32\x18.isthmus.policy.v1.Authz\x12\x35\n\x06labels\x18\x03 \x03(\x0b\x32%.isthmus.policy.v1.Server.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x8f\x02\n\rProxyProtocol\x12\x39\n\x06\x64\x65tect\x18\x01 \x01(\x0b\x32\'.isthmus.policy.v1.ProxyProtocol.DetectH\x00\x12\x37\n\x05http1\x18\x02 \x01(\x0b\x32&.isthmus.policy.v1.ProxyProtocol.Http1H\x00\x12\x39\n\x06opaque\x18\x03 \x01(\x0b\x32\'.isthmus.policy.v1.ProxyProtocol.OpaqueH\x00\x1a\x34\n\x06\x44\x65tect\x12*\n\x07timeout\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x1a\x07\n\x05Http1\x1a\x08\n\x06OpaqueB\x06\n\x04kind\"\xcc\x01\n\x05\x41uthz\x12,\n\x08networks\x18\x01 \x03(\x0b\x32\x1a.isthmus.policy.v1.Network\x12\x30\n\x0e\x61uthentication\x18\x02 \x01(\x0b\x32\x18.isthmus.policy.v1.Authn\x12\x34\n\x06labels\x18\x03 \x03(\x0b\x32$.isthmus.policy.v1.Authz.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"&\n\x07Network\x12\x0b\n\x03net\x18\x01 \x01(\t\x12\x0e\n\x06\x65xcept\x18\x02 \x03(\t\"\xe9\x01\n\x05\x41uthn\x12I\n\x0funauthenticated\x18\x01 \x01(\x0b\x32..isthmus.policy.v1.Authn.PermitUnauthenticatedH\x00\x12?\n\x11tls_authenticated\x18\x02 \x01(\x0b\x32\".isthmus.policy.v1.Authn.PermitTlsH\x00\x1a\x17\n\x15PermitUnauthenticated\x1a\x31\n\tPermitTls\x12\x12\n\nidentities\x18\x01 \x03(\t\x12\x10\n\x08suffixes\x18\x02 \x03(\tB\x08\n\x06permit2^\n\x15InboundServerPolicies\x12\x45\n\tWatchPort\x12\x1b.isthmus.policy.v1.Workload\x1a\x19.isthmus.policy.v1.Server0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18mesh/proto/inbound.proto\x12\x11isthmus.policy.v1\x1a\x1egoogle/protobuf/duration.proto\"*\n\x08Workload\x12\x10\n\x08workload\x18\x01 \x01(\t\x12\x0c\n\x04port\x18\x02 \x01(\r\"\xe9\x01\n\x06Server\x12\x32\n\x08protocol\x18\x01 \x01(\x0b\x32 .isthmus.policy.v1.ProxyProtocol\x12\x30\n\x0e\x61uthorizations\x18\x02 \x03(\x0b\x32\x18.isthmus.policy.v1.Authz\x12\x35\n\x06labels\x18\x03 \x03(\x0b\x32%.isthmus.policy.v1.Server.LabelsEntry\x12\x13\n\x0bprobe_paths\x18\x04 \x03(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x8f\x02\n\rProxyProtocol\x12\x39\n\x06\x64\x65tect\x18\x01 \x01(\x0b\x32\'.isthmus.policy.v1.ProxyProtocol.DetectH\x00\x12\x37\n\x05http1\x18\x02 \x01(\x0b\x32&.isthmus.policy.v1.ProxyProtocol.Http1H\x00\x12\x39\n\x06opaque\x18\x03 \x01(\x0b\x32\'.isthmus.policy.v1.ProxyProtocol.OpaqueH\x00\x1a\x34\n\x06\x44\x65tect\x12*\n\x07timeout\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x1a\x07\n\x05Http1\x1a\x08\n\x06OpaqueB\x06\n\x04kind\"\xcc\x01\n\x05\x41uthz\x12,\n\x08networks\x18\x01 \x03(\x0b\x32\x1a.isthmus.policy.v1.Network\x12\x30\n\x0e\x61uthentication\x18\x02 \x01(\x0b\x32\x18.isthmus.policy.v1.Authn\x12\x34\n\x06labels\x18\x03 \x03(\x0b\x32$.isthmus.policy.v1.Authz.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"&\n\x07Network\x12\x0b\n\x03net\x18\x01 \x01(\t\x12\x0e\n\x06\x65xcept\x18\x02 \x03(\t\"\xe9\x01\n\x05\x41uthn\x12I\n\x0funauthenticated\x18\x01 \x01(\x0b\x32..isthmus.policy.v1.Authn.PermitUnauthenticatedH\x00\x12?\n\x11tls_authenticated\x18\x02 \x01(\x0b\x32\".isthmus.policy.v1.Authn.PermitTlsH\x00\x1a\x17\n\x15PermitUnauthenticated\x1a\x31\n\tPermitTls\x12\x12\n\nidentities\x18\x01 \x03(\t\x12\x10\n\x08suffixes\x18\x02 \x03(\tB\x08\n\x06permit2^\n\x15InboundServerPolicies\x12\x45\n\tWatchPort\x12\x1b.isthmus.policy.v1.Workload\x1a\x19.isthmus.policy.v1.Server0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,29 +39,29 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_WORKLOAD']._serialized_start=79
   _globals['_WORKLOAD']._serialized_end=121
   _globals['_SERVER']._serialized_start=124
-  _globals['_SERVER']._serialized_end=336
-  _globals['_SERVER_LABELSENTRY']._serialized_start=291
-  _globals['_SERVER_LABELSENTRY']._serialized_end=336
-  _globals['_PROXYPROTOCOL']._serialized_start=339
-  _globals['_PROXYPROTOCOL']._serialized_end=610
-  _globals['_PROXYPROTOCOL_DETECT']._serialized_start=531
-  _globals['_PROXYPROTOCOL_DETECT']._serialized_end=583
-  _globals['_PROXYPROTOCOL_HTTP1']._serialized_start=585
-  _globals['_PROXYPROTOCOL_HTTP1']._serialized_end=592
-  _globals['_PROXYPROTOCOL_OPAQUE']._serialized_start=594
-  _globals['_PROXYPROTOCOL_OPAQUE']._serialized_end=602
-  _globals['_AUTHZ']._serialized_start=613
-  _globals['_AUTHZ']._serialized_end=817
-  _globals['_AUTHZ_LABELSENTRY']._serialized_start=291
-  _globals['_AUTHZ_LABELSENTRY']._serialized_end=336
-  _globals['_NETWORK']._serialized_start=819
-  _globals['_NETWORK']._serialized_end=857
-  _globals['_AUTHN']._serialized_start=860
-  _globals['_AUTHN']._serialized_end=1093
-  _globals['_AUTHN_PERMITUNAUTHENTICATED']._serialized_start=1009
-  _globals['_AUTHN_PERMITUNAUTHENTICATED']._serialized_end=1032
-  _globals['_AUTHN_PERMITTLS']._serialized_start=1034
-  _globals['_AUTHN_PERMITTLS']._serialized_end=1083
-  _globals['_INBOUNDSERVERPOLICIES']._serialized_start=1095
-  _globals['_INBOUNDSERVERPOLICIES']._serialized_end=1189
+  _globals['_SERVER']._serialized_end=357
+  _globals['_SERVER_LABELSENTRY']._serialized_start=312
+  _globals['_SERVER_LABELSENTRY']._serialized_end=357
+  _globals['_PROXYPROTOCOL']._serialized_start=360
+  _globals['_PROXYPROTOCOL']._serialized_end=631
+  _globals['_PROXYPROTOCOL_DETECT']._serialized_start=552
+  _globals['_PROXYPROTOCOL_DETECT']._serialized_end=604
+  _globals['_PROXYPROTOCOL_HTTP1']._serialized_start=606
+  _globals['_PROXYPROTOCOL_HTTP1']._serialized_end=613
+  _globals['_PROXYPROTOCOL_OPAQUE']._serialized_start=615
+  _globals['_PROXYPROTOCOL_OPAQUE']._serialized_end=623
+  _globals['_AUTHZ']._serialized_start=634
+  _globals['_AUTHZ']._serialized_end=838
+  _globals['_AUTHZ_LABELSENTRY']._serialized_start=312
+  _globals['_AUTHZ_LABELSENTRY']._serialized_end=357
+  _globals['_NETWORK']._serialized_start=840
+  _globals['_NETWORK']._serialized_end=878
+  _globals['_AUTHN']._serialized_start=881
+  _globals['_AUTHN']._serialized_end=1114
+  _globals['_AUTHN_PERMITUNAUTHENTICATED']._serialized_start=1030
+  _globals['_AUTHN_PERMITUNAUTHENTICATED']._serialized_end=1053
+  _globals['_AUTHN_PERMITTLS']._serialized_start=1055
+  _globals['_AUTHN_PERMITTLS']._serialized_end=1104
+  _globals['_INBOUNDSERVERPOLICIES']._serialized_start=1116
+  _globals['_INBOUNDSERVERPOLICIES']._serialized_end=1210
 # @@protoc_insertion_point(module_scope)

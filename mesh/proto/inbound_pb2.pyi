@@ -72,6 +72,7 @@ class Server(_message.Message):
     PROTOCOL_FIELD_NUMBER: _builtins.int
     AUTHORIZATIONS_FIELD_NUMBER: _builtins.int
     LABELS_FIELD_NUMBER: _builtins.int
+    PROBE_PATHS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def protocol(self) -> Global___ProxyProtocol: ...
     @_builtins.property
@@ -82,16 +83,24 @@ class Server(_message.Message):
     def labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Describes the policy for metrics: "name", "kind" ("server" or "default"), "group"."""
 
+    @_builtins.property
+    def probe_paths(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Paths of the pod's kubelet HTTP probes (liveness, readiness, startup) on this
+        port, sorted and unique: a GET or HEAD of one of them (query ignored) is
+        admitted for any client, whatever the authorizations say.
+        """
+
     def __init__(
         self,
         *,
         protocol: Global___ProxyProtocol | None = ...,
         authorizations: _abc.Iterable[Global___Authz] | None = ...,
         labels: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        probe_paths: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["protocol", b"protocol"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["authorizations", b"authorizations", "labels", b"labels", "protocol", b"protocol"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["authorizations", b"authorizations", "labels", b"labels", "probe_paths", b"probe_paths", "protocol", b"protocol"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

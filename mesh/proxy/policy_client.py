@@ -11,7 +11,9 @@ control-plane outage never loosens (or tightens) what was in force.
 
 ``server_from`` maps the ``isthmus.policy.v1.Server`` message, sans I/O. An
 authorization that cannot be understood (a bad CIDR, no authentication) is
-dropped, so it admits nobody (fail closed).
+dropped, so it admits nobody (fail closed). The message's ``probe_paths`` (the
+pod's kubelet HTTP probes on the port) become the server's, which the proxy
+admits for anyone on GET.
 """
 
 from __future__ import annotations
@@ -122,6 +124,7 @@ def server_from(message: pb.Server) -> Server:
         group=meta.get("group", POLICY_GROUP if kind == "server" else ""),
         protocol=_PROTOCOLS.get(message.protocol.WhichOneof("kind"), ProxyProtocol.DETECT),
         authorizations=tuple(authorizations),
+        probe_paths=tuple(dict.fromkeys(p for p in message.probe_paths if p)),
     )
 
 

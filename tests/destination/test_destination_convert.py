@@ -20,6 +20,7 @@ from mesh.k8s.objects import (
     Endpoint,
     EndpointPort,
     EndpointSlice,
+    HttpProbe,
     ObjectRef,
     OwnerRef,
     Pod,
@@ -129,6 +130,31 @@ def test_pod_counts_native_sidecars_as_containers() -> None:
         owners=(OwnerRef("ReplicaSet", "web-abc"),),
         labels={"pod-template-hash": "abc"},
     )
+
+
+def test_pod_containers_keep_their_http_probes() -> None:
+    ports = [k.ContainerPort(containerPort=8080, name="http")]
+    model = KPod(
+        metadata=ObjectMeta(name="web-1", namespace="shop"),
+        spec=k.PodSpec(
+            containers=[
+                k.Container(
+                    name="app",
+                    ports=ports,
+                    livenessProbe=k.Probe(httpGet=k.HTTPGetAction(port="http", path="/live")),
+                    readinessProbe=k.Probe(httpGet=k.HTTPGetAction(port=8080)),
+                    startupProbe=k.Probe(tcpSocket=k.TCPSocketAction(port=8080)),
+                ),
+                k.Container(name="side", livenessProbe=k.Probe(exec=k.ExecAction(command=["x"]))),
+            ]
+        ),
+    )
+    app, side = convert.pod(model).containers
+    assert app == Container(
+        "app", (ContainerPort(8080, "http"),), (HttpProbe("http", "/live"), HttpProbe(8080, "/"))
+    )
+    assert [app.probe_port(p) for p in app.http_probes] == [8080, 8080]
+    assert side == Container("side")
 
 
 def test_empty_pod_gets_kubernetes_defaults() -> None:

@@ -14,7 +14,9 @@ from mesh.proxy.backoff import BackoffSettings
 from mesh.proxy.envconfig import InboundSettings, PolicySettings, ServiceAddr
 from mesh.proxy.policy import (
     ALL_NETWORKS,
+    Allow,
     Client,
+    Deny,
     MeshTls,
     Network,
     ProxyProtocol,
@@ -92,6 +94,41 @@ def test_a_server_message_maps_to_the_proxys_server() -> None:
     )
     assert anyone.authentication == MeshTls(("*",))
     assert first.networks == (Network.parse("0.0.0.0/0"),)
+
+
+def deny_with_probes(*paths: str) -> ipb.Server:
+    """The policy service's ``deny`` default for a port the kubelet probes at ``paths``."""
+    return ipb.Server(
+        labels={"name": "deny", "kind": "default", "group": ""}, probe_paths=list(paths)
+    )
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "admitted"),
+    [
+        ("GET", "/healthz", True),
+        ("GET", "/healthz?verbose=1", True),
+        ("HEAD", "/healthz", True),
+        ("GET", "/other", False),
+        ("GET", "/healthz/more", False),
+        ("POST", "/healthz", False),
+        (None, None, False),
+    ],
+)
+def test_probe_paths_of_a_deny_server_admit_plaintext_gets(
+    method: str | None, path: str | None, admitted: bool
+) -> None:
+    server = server_from(deny_with_probes("/healthz"))
+    assert (server.name, server.kind, server.authorizations) == ("deny", "default", ())
+    assert server.probe_paths == ("/healthz",)
+    decision = authorize(server, Client.of(None, "192.168.0.1"), method=method, path=path)
+    assert isinstance(decision, Allow) is admitted
+    if isinstance(decision, Allow):
+        assert (decision.authorization.name, decision.authorization.kind) == ("probe", "default")
+
+
+def test_a_server_without_probe_paths_has_none() -> None:
+    assert server_from(server_message()).probe_paths == ()
 
 
 @pytest.mark.parametrize(
@@ -198,6 +235,17 @@ async def test_declared_ports_are_watched_and_updated() -> None:
         fake.set(8080, server_message(name="bb-v2"))
         await wait_until(lambda: client.server(8080).name == "bb-v2")
     assert fake.watched[0] == ("demo:bb-0", 8080)
+
+
+async def test_probe_paths_arrive_with_the_ports_policy() -> None:
+    fake = FakePolicy()
+    fake.set(8080, deny_with_probes("/healthz", "/ready"))
+    async with policy_server(fake) as server, client_for(server) as client:
+        await wait_until(lambda: client.known(8080))
+        probed = client.server(8080)
+        kubelet = Client.of(None, "10.0.0.7")
+        assert isinstance(authorize(probed, kubelet, method="GET", path="/ready"), Allow)
+        assert isinstance(authorize(probed, kubelet, method="GET", path="/other"), Deny)
 
 
 async def test_other_ports_get_the_default_until_answered() -> None:
