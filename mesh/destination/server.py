@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import signal
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
@@ -41,6 +40,7 @@ from mesh.k8s.objects import EndpointSlice, Pod, Service
 from mesh.k8s.watching import WatchSettings, list_and_watch, merge
 from mesh.proto import destination_pb2 as pb
 from mesh.proto import destination_pb2_grpc as pb_grpc
+from mesh.serving import serve_until_stopped
 
 __all__ = [
     "DEFAULT_PORT",
@@ -310,20 +310,10 @@ async def _serve(args: argparse.Namespace) -> None:
         config.cluster_domain,
         config.trust_domain,
     )
-    stopping = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stopping.set)
-    feed = asyncio.create_task(server.wait())
-    stop = asyncio.create_task(stopping.wait())
     try:
-        await asyncio.wait({feed, stop}, return_when=asyncio.FIRST_COMPLETED)
+        await serve_until_stopped("destination", server.wait(), server.stop)
     finally:
-        stop.cancel()
-        await server.stop()
         await client.close()
-    if feed.done() and not feed.cancelled() and feed.exception() is not None:
-        raise SystemExit(f"destination: watching the cluster failed: {feed.exception()}")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

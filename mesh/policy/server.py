@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import signal
 import socket
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -54,6 +53,7 @@ from mesh.policy.translate import server_message
 from mesh.policy.watcher import PodGone, PodNotFound, PolicyWatcher, PortTarget, TargetError
 from mesh.proto import inbound_pb2 as pb
 from mesh.proto import inbound_pb2_grpc as pb_grpc
+from mesh.serving import serve_until_stopped
 
 __all__ = [
     "DEFAULT_ADMIN_PORT",
@@ -395,20 +395,10 @@ async def _serve(args: argparse.Namespace) -> None:
         config.default_policy,
         ",".join(n.net for n in config.cluster_networks),
     )
-    stopping = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stopping.set)
-    feed = asyncio.create_task(server.wait())
-    stop = asyncio.create_task(stopping.wait())
     try:
-        await asyncio.wait({feed, stop}, return_when=asyncio.FIRST_COMPLETED)
+        await serve_until_stopped("policy", server.wait(), server.stop)
     finally:
-        stop.cancel()
-        await server.stop()
         await client.close()
-    if feed.done() and not feed.cancelled() and feed.exception() is not None:
-        raise SystemExit(f"policy: watching the cluster failed: {feed.exception()}")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
