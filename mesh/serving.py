@@ -5,7 +5,27 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """The waits of a gRPC service fed by cluster watches (destination, policy), in seconds."""
+
+    sync_timeout: float = 30.0
+    """How long a stream waits for the first complete listing before failing UNAVAILABLE."""
+    shutdown_grace: float = 5.0
+    """How long in-flight RPCs get to finish when the server stops."""
+
+
+def stop_signal() -> asyncio.Event:
+    """An event the running loop sets on SIGTERM or SIGINT."""
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+    return stopping
 
 
 async def serve_until_stopped(
@@ -17,10 +37,7 @@ async def serve_until_stopped(
 
     A feed that failed ends the process with a message naming the service.
     """
-    stopping = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stopping.set)
+    stopping = stop_signal()
     fed = asyncio.create_task(feed)
     told = asyncio.create_task(stopping.wait())
     try:

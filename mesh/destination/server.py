@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
-from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 import grpc
@@ -40,7 +39,7 @@ from mesh.k8s.objects import EndpointSlice, Pod, Service
 from mesh.k8s.watching import WatchSettings, list_and_watch, merge
 from mesh.proto import destination_pb2 as pb
 from mesh.proto import destination_pb2_grpc as pb_grpc
-from mesh.serving import serve_until_stopped
+from mesh.serving import ServerSettings, serve_until_stopped
 
 __all__ = [
     "DEFAULT_PORT",
@@ -59,16 +58,6 @@ _log = logging.getLogger(__name__)
 DEFAULT_PORT = 8086
 _SCHEMES = ("", "k8s")
 _T = TypeVar("_T")
-
-
-@dataclass(frozen=True)
-class ServerSettings:
-    """The destination service's waits, in seconds."""
-
-    sync_timeout: float = 30.0
-    """How long a stream waits for the first complete listing before failing UNAVAILABLE."""
-    shutdown_grace: float = 5.0
-    """How long in-flight RPCs get to finish when the server stops."""
 
 
 class ObjectSource(Protocol):

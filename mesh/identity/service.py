@@ -24,7 +24,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import signal
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -59,6 +58,7 @@ from mesh.identity.names import DEFAULT_CONTROL_PLANE_NS
 from mesh.identity.pem import CertError, PemFile
 from mesh.proto import identity_pb2 as pb
 from mesh.proto import identity_pb2_grpc as pb_grpc
+from mesh.serving import stop_signal
 
 __all__ = [
     "DEFAULT_PORT",
@@ -324,10 +324,7 @@ async def _serve(args: argparse.Namespace) -> None:
         policy.control_plane_ns,
         policy.trust_domain,
     )
-    stopping = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stopping.set)
+    stopping = stop_signal()
     try:
         await stopping.wait()
     finally:

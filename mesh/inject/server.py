@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import signal
 import socket
 import ssl
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -28,6 +27,7 @@ from aiohttp import web
 from mesh.inject.config import InjectConfig, injector_created_by
 from mesh.inject.webhook import ReviewError, admit, allow, parse_review
 from mesh.install.components import INJECTOR_ADMIN_PORT, INJECTOR_PORT
+from mesh.serving import stop_signal
 
 __all__ = [
     "InjectorServer",
@@ -187,10 +187,7 @@ async def _run(args: argparse.Namespace, config: InjectConfig) -> None:
     server = InjectorServer(config, lookup)
     port, admin = await server.start(args.address, args.port, context, args.admin_port)
     _log.info("proxy injector on %s:%d (admin %s)", args.address, port, admin)
-    stopping = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stopping.set)
+    stopping = stop_signal()
     try:
         await stopping.wait()
     finally:

@@ -23,7 +23,6 @@ import contextlib
 import logging
 import socket
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
-from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
 import grpc
@@ -53,7 +52,7 @@ from mesh.policy.translate import server_message
 from mesh.policy.watcher import PodGone, PodNotFound, PolicyWatcher, PortTarget, TargetError
 from mesh.proto import inbound_pb2 as pb
 from mesh.proto import inbound_pb2_grpc as pb_grpc
-from mesh.serving import serve_until_stopped
+from mesh.serving import ServerSettings, serve_until_stopped
 
 __all__ = [
     "DEFAULT_ADMIN_PORT",
@@ -73,16 +72,6 @@ _log = logging.getLogger(__name__)
 DEFAULT_PORT = 8090
 DEFAULT_ADMIN_PORT = 9990
 """Linkerd's policy controller admin port (``/ready``, ``/live``)."""
-
-
-@dataclass(frozen=True)
-class ServerSettings:
-    """The policy service's waits, in seconds."""
-
-    sync_timeout: float = 30.0
-    """How long a stream waits for the first complete listing before failing UNAVAILABLE."""
-    shutdown_grace: float = 5.0
-    """How long in-flight RPCs get to finish when the server stops."""
 
 
 class ObjectSource(Protocol):

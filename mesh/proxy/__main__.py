@@ -14,12 +14,12 @@ import asyncio
 import json
 import logging
 import os
-import signal
 import sys
 from collections.abc import Sequence
 
 from mesh.proxy.envconfig import EnvConfig, EnvError, load, log_levels
 from mesh.proxy.runtime import ProxyRuntime
+from mesh.serving import stop_signal
 
 __all__ = ["main"]
 
@@ -55,10 +55,7 @@ def configure_logging(env: EnvConfig) -> None:
 
 async def serve(env: EnvConfig) -> None:
     """Run the proxy until SIGTERM or SIGINT."""
-    loop = asyncio.get_running_loop()
-    stopping = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stopping.set)
+    stopping = stop_signal()
     runtime = ProxyRuntime(env)
     starting = asyncio.create_task(runtime.start(), name="start")
     stop_requested = asyncio.create_task(stopping.wait(), name="signals")
