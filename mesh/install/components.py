@@ -45,6 +45,8 @@ COMPONENTS: dict[str, str] = {
     "proxy": "mesh.proxy.__main__",
     "proxy-init": "mesh.proxy.init",
     "injector": "mesh.inject.server",
+    "service-mirror": "mesh.multicluster.mirror.__main__",
+    "pause": "mesh.multicluster.pause",
 }
 """Component name -> module with ``main(argv: Sequence[str] | None)``."""
 

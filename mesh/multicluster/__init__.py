@@ -1,0 +1,1 @@
+"""Multicluster: the Link, the service-mirror controller, the gateway and their commands."""
