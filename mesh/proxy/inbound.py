@@ -216,6 +216,8 @@ class Inbound:
             self.pool,
             clock=self.clock,
             response_timeout=self.config.timeouts.response,
+            request_head=self.config.timeouts.request_head,
+            idle=self.config.timeouts.http_idle,
         )
 
     async def _serve_opaque(

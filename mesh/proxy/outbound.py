@@ -218,6 +218,8 @@ class Outbound:
                     self.pool,
                     clock=self.clock,
                     response_timeout=self.config.timeouts.response,
+                    request_head=self.config.timeouts.request_head,
+                    idle=self.config.timeouts.http_idle,
                 )
             else:
                 await self._serve_opaque(conn, destination, target)

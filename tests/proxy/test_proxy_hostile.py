@@ -28,7 +28,7 @@ from tests.proxy.hostile_support import (
     wait_for,
 )
 
-LISTENERS = ("admin",)
+LISTENERS = ("admin", "inbound", "outbound")
 HEALTHY_PATH = {"admin": "/live", "inbound": "/hello", "outbound": "/hello"}
 CLOSED_WITHIN = 3.0
 """A hostile connection must be closed by the proxy within this (limits are <= 1 s)."""
@@ -80,7 +80,7 @@ CASES = [
         False,
         frozenset({None, 408, 502, 200}),
     ),
-    Case("idle-keepalive", b"", False, frozenset({None})),
+    Case("idle-keepalive", b"GET /x HTTP/1.1\r\nHost: test\r\n\r\n", False, frozenset({200, 404})),
 ]
 
 
