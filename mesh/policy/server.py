@@ -52,7 +52,7 @@ from mesh.policy.translate import server_message
 from mesh.policy.watcher import PodGone, PodNotFound, PolicyWatcher, PortTarget, TargetError
 from mesh.proto import inbound_pb2 as pb
 from mesh.proto import inbound_pb2_grpc as pb_grpc
-from mesh.serving import ServerSettings, serve_until_stopped
+from mesh.serving import ServerSettings, grpc_server, serve_until_stopped
 
 __all__ = [
     "DEFAULT_ADMIN_PORT",
@@ -273,7 +273,7 @@ class PolicyServer:
         self, address: str = f"0.0.0.0:{DEFAULT_PORT}", admin: tuple[str, int] | None = None
     ) -> tuple[int, int | None]:
         """Feed the hub and serve on ``address`` (and ``admin``); return the bound ports."""
-        server = aio.server()
+        server = grpc_server()
         pb_grpc.add_InboundServerPoliciesServicer_to_server(InboundPolicyServicer(self.hub), server)
         port = server.add_insecure_port(address)
         if port == 0:
