@@ -26,6 +26,8 @@ class ServerSettings:
     """How long a stream waits for the first complete listing before failing UNAVAILABLE."""
     shutdown_grace: float = 5.0
     """How long in-flight RPCs get to finish when the server stops."""
+    admin_keepalive: float = 15.0
+    """An admin-port (HTTP) connection without a complete request for this long is closed."""
 
 
 @dataclass(frozen=True)

@@ -180,3 +180,26 @@ async def test_oversized_requests_fail_resource_exhausted(service: Service, what
     )
     took = await _healthy(service.port)
     assert took < HEALTHY_WITHIN
+
+
+@pytest.mark.parametrize(
+    "data", [b"", b"GET /ready HTTP/1.1\r\nHost: x\r\n"], ids=["silent", "partial"]
+)
+async def test_the_policy_admin_port_closes_slow_clients(data: bytes) -> None:
+    """SEC-1: the policy controller's plain-HTTP admin port bounds slow clients too."""
+    settings = ServerSettings(shutdown_grace=0.2, admin_keepalive=0.5)
+    pol = policy_server.PolicyServer(POLICY_CONFIG, _QuietSource(), settings)
+    _, admin = await pol.start("127.0.0.1:0", admin=("127.0.0.1", 0))
+    assert admin is not None
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", admin)
+        writer.write(data)
+        try:
+            took = await _until_closed(reader)
+        except TimeoutError:
+            pytest.fail(f"the policy admin port kept a {data[:12]!r} connection open")
+        finally:
+            writer.close()
+        assert took < CLOSED_WITHIN
+    finally:
+        await pol.stop()

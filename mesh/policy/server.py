@@ -261,7 +261,13 @@ class PolicyServer:
         app = web.Application()
         app.router.add_get("/ready", self._ready)
         app.router.add_get("/live", self._live)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        runner = web.AppRunner(
+            app,
+            access_log=None,
+            handle_signals=False,
+            keepalive_timeout=self.settings.admin_keepalive,
+            lingering_time=self.settings.admin_keepalive,
+        )
         await runner.setup()
         sock = socket.create_server((host, port), reuse_port=False)
         site = web.SockSite(runner, sock)
