@@ -1,7 +1,9 @@
 """The inbound side (port 4143): traffic redirected to the pod, delivered to the app.
 
 Per connection:
-1. The original destination gives the target port; the policy source gives
+1. The original destination gives the target port (a connection whose original
+   destination is the listener itself was not redirected: refused, since
+   forwarding it would loop through the proxy without end); the policy source gives
    that port's server.
 2. Detection: a TLS ClientHello naming the local identity is terminated with
    the workload certificate (the client's identity is verified against the
@@ -150,6 +152,12 @@ class Inbound:
             target = self.original_destination(sock)
         except OSError as e:
             log.warning("inbound connection from %s without original destination: %s", conn.peer, e)
+            return
+        if target == conn.local:
+            # not redirected: forwarding it would connect the proxy to itself, without end
+            log.info(
+                "inbound connection from %s to the proxy's own port %s refused", conn.peer, target
+            )
             return
         server = self.policy.server(target.port)
         timeouts = self.config.timeouts

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from mesh.proxy.admin import AdminLimits
 from mesh.proxy.config import ProxyConfig
 from mesh.proxy.discovery import Address
-from mesh.proxy.origdst import fixed_destination
+from mesh.proxy.origdst import OriginalDestination, fixed_destination
 from mesh.proxy.policy import StaticPolicy
 from mesh.proxy.server import Proxy
 from tests.proxy.proxy_support import LOOPBACK, FakeDiscovery, Seen, loopback_config, port_of
@@ -37,12 +37,15 @@ HEALTHY_WITHIN = 2.0
 class ThreadedProxy:
     """A plaintext ``Proxy`` (no identity) and a little HTTP app on a private loop."""
 
-    def __init__(self, config: ProxyConfig | None = None) -> None:
+    def __init__(
+        self, config: ProxyConfig | None = None, destination: OriginalDestination | None = None
+    ) -> None:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
         self.seen = Seen()
         self.config = config or hostile_config()
+        self.destination = destination
         self.proxy: Proxy | None = None
         self.app: asyncio.Server | None = None
         self.call(self._start())
@@ -53,7 +56,7 @@ class ThreadedProxy:
 
     async def _start(self) -> None:
         self.app = await _start_http_app(self.seen)
-        target = fixed_destination(Address(LOOPBACK, port_of(self.app)))
+        target = self.destination or fixed_destination(Address(LOOPBACK, port_of(self.app)))
         self.proxy = Proxy(
             self.config,
             discovery=FakeDiscovery(),

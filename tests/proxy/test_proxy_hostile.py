@@ -13,11 +13,14 @@ from __future__ import annotations
 import contextlib
 import socket
 import time
+from asyncio.trsock import TransportSocket
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
 
+from mesh.proxy.discovery import Address
+from mesh.proxy.origdst import SocketLike
 from tests.proxy.hostile_support import (
     HEALTHY_WITHIN,
     ThreadedProxy,
@@ -179,3 +182,28 @@ def test_admin_keep_alive_still_serves_many_requests(proxy: ThreadedProxy) -> No
                 assert chunk, f"the connection closed early; got {data!r}"
                 data += chunk
             assert status_of(data) == 200
+
+
+@pytest.mark.parametrize("listener", ["inbound", "outbound"])
+def test_a_connection_to_the_proxys_own_port_is_refused_not_looped(listener: str) -> None:
+    """SEC-1: an unredirected connection (original destination = the listener itself) would
+    make the proxy connect to itself without end; it is refused at once."""
+    asked: list[Address] = []
+
+    def not_redirected(sock: SocketLike) -> Address:
+        assert isinstance(sock, socket.socket | TransportSocket)
+        host, port = sock.getsockname()[:2]
+        asked.append(Address(host, port))
+        return asked[-1]
+
+    running = ThreadedProxy(destination=not_redirected)
+    try:
+        with connect(running.port(listener)) as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")
+            response = read_until_closed(sock)
+        assert response == b"", f"{listener}: expected the connection closed, got {response!r}"
+        assert len(asked) == 1, f"{listener}: the proxy connected to itself: {asked}"
+        status, _ = healthy_get(running.port("admin"))
+        assert status == 200
+    finally:
+        running.close()
