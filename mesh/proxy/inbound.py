@@ -12,9 +12,10 @@ Per connection:
    ``app_host:<target port>``. Opaque: authorized once; a denied connection is
    closed, an allowed one spliced to the app.
 
-In gateway mode, a connection addressed to the inbound port itself (a direct
-connection, not one redirected from an application port) goes to the gateway
-(``gateway_inbound``) right after detection instead.
+A connection addressed to the inbound port itself (a direct connection, not
+one redirected from an application port) goes, in gateway mode, to the gateway
+(``gateway_inbound``) right after detection; otherwise it is closed (delivering
+it to the app's side of the same port would loop back into the proxy).
 """
 
 from __future__ import annotations
@@ -168,8 +169,11 @@ class Inbound:
         detected = await detect_protocol(conn, detector, self.clock)
         if detector.abandoned:
             return
-        if self.gateway is not None and target.port == conn.local.port:
-            await self.gateway.handle(conn, target, detected)
+        if target.port == conn.local.port:
+            if self.gateway is not None:
+                await self.gateway.handle(conn, target, detected)
+            else:  # delivering it to app_host:<inbound port> would be the proxy itself, a loop
+                log.info("direct connection from %s to the inbound port refused", conn.peer)
             return
         server = self.policy.server(target.port)
         tls = self._no_tls()

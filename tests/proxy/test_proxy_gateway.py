@@ -300,3 +300,21 @@ async def test_a_direct_mtls_client_is_routed_and_its_identity_header_replaced(
         )
     assert answer.startswith(b"HTTP/1.1 200"), answer
     assert answer.endswith(f"app / {GATEWAY_ID}".encode())
+
+
+async def test_a_proxy_that_is_no_gateway_closes_direct_connections(mesh: Mesh) -> None:
+    """Without gateway mode a direct connection would be delivered to the proxy itself."""
+    proxy = Proxy(
+        loopback_config(),
+        discovery=FakeDiscovery(),
+        policy=StaticPolicy(),
+        tls=TlsStore(mesh.credentials(SERVER_ID)),
+        inbound_destination=not_redirected,
+    )
+    async with proxy:
+        plain = await raw_exchange(proxy.inbound_port, get(REMOTE))
+        secured = await raw_exchange(
+            proxy.inbound_port, get(REMOTE), context=mtls(mesh), sni=SERVER_ID
+        )
+    assert plain == b""
+    assert secured == b""
