@@ -60,3 +60,6 @@ class ProxyConfig:
     """Events buffered per tap subscriber before dropping."""
     admin: AdminLimits = field(default_factory=AdminLimits)
     """What one admin-port connection may cost (time and bytes)."""
+    gateway_suffixes: tuple[str, ...] = ()
+    """Gateway mode: direct inbound connections are routed to services under these
+    suffixes (``svc.<cluster domain>``); empty: not a gateway."""
