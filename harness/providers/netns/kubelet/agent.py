@@ -108,6 +108,7 @@ class Kubelet:
             cfg.state_dir / "pki",
             cfg.node_name,
             self.find_worker,
+            cfg.timings,
         )
         try:
             await self.logs.start()
