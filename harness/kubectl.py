@@ -27,7 +27,6 @@ from pathlib import Path
 from harness import upstream
 from harness.providers import Cluster
 
-
 #: SIGINT to a background kubectl, then SIGKILL after this many seconds.
 STOP_GRACE = 5.0
 
