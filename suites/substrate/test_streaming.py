@@ -331,3 +331,36 @@ def test_exec_ends_with_its_container(
         f"ended; it took {took:.0f}s (rc {r.returncode}, {_text(r.stderr)!r})"
     )
     assert r.returncode != 0, "a killed exec must not report success"
+
+
+def test_limits_enforced_or_reported(
+    kube: dict[str, Kube], kubectl: dict[str, Kubectl], namespace: str, evidence: Evidence
+) -> None:
+    """A container's memory limit stops a process that outgrows it, or (on a host without
+    cgroup v2) the pod carries a ResourceLimitsNotEnforced Warning saying why."""
+    k, kc = _first(kube, kubectl)
+    _deploy(k, namespace, "limited")
+    events = kc.run(
+        "get",
+        "events",
+        "-n",
+        namespace,
+        "--field-selector",
+        "involvedObject.name=limited,reason=ResourceLimitsNotEnforced",
+        "-o",
+        "jsonpath={.items[*].message}",
+        timeout=TIMEOUTS.kubectl_stream,
+    )
+    message = _text(events.stdout).strip()
+    evidence.record("limits", {"event": message})
+    if message:
+        assert "limits of container main not enforced" in message, message
+        return
+    hog = "python3 -c 'b = bytearray(256 * 2**20); print(len(b))'"
+    r = kc.run(
+        "exec", "-n", namespace, "limited", "--", "sh", "-c", hog, timeout=TIMEOUTS.kubectl_stream
+    )
+    assert r.returncode == 137, (
+        f"expected a 256 MiB allocation to be OOM-killed (exit 137) under a 64Mi limit; "
+        f"exit {r.returncode}, stdout {r.stdout!r}, stderr {r.stderr!r}"
+    )

@@ -126,3 +126,19 @@ def test_remove_pod_cgroup_removes_empty_children(tmp_path: Path) -> None:
     (pod / "a-0").mkdir(parents=True)
     manager.remove("uid")
     assert not pod.exists()
+
+
+def test_join_moves_an_exec_into_its_containers_cgroup_only(tmp_path: Path) -> None:
+    root = tmp_path / "cg"
+    manager = CgroupV2(root, "n")
+    group = manager.base / "uid" / "app-0"
+    group.mkdir(parents=True)
+    proc = tmp_path / "proc"
+    (proc / "10").mkdir(parents=True)
+    (proc / "10" / "cgroup").write_text("0::/isthmus/n/uid/app-0\n")
+    (proc / "11").mkdir()
+    (proc / "11" / "cgroup").write_text("0::/user.slice\n")
+    assert manager.join(10, 99, proc)
+    assert (group / "cgroup.procs").read_text() == "99"
+    assert not manager.join(11, 98, proc)  # not a container cgroup of ours
+    assert not manager.join(12, 97, proc)  # leader gone

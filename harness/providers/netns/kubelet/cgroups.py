@@ -153,6 +153,24 @@ class CgroupV2:
     def enter(path: Path, pid: int) -> None:
         (path / "cgroup.procs").write_text(str(pid))
 
+    def join(self, leader: int, pid: int, proc: Path = Path("/proc")) -> bool:
+        """Move ``pid`` into the cgroup of ``leader`` when that is one of ours (exec'd
+        commands count against their container's limits); whether it was moved."""
+        try:
+            lines = (proc / str(leader) / "cgroup").read_text().splitlines()
+        except OSError:
+            return False
+        unified = next((line[3:] for line in lines if line.startswith("0::")), "")
+        path = self.root / unified.lstrip("/")
+        if not unified or not path.is_relative_to(self.base):
+            return False
+        try:
+            self.enter(path, pid)
+        except OSError as e:
+            log.warning("exec'd pid %d not moved into %s: %s", pid, path, e)
+            return False
+        return True
+
     def remove(self, pod_uid: str, name: str | None = None) -> None:
         """Remove a container's cgroup (or, without ``name``, the pod's), if empty."""
         target = self.base / pod_uid if name is None else self.base / pod_uid / name

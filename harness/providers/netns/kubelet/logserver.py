@@ -323,7 +323,9 @@ class LogServer:
         if channels is None:
             return
         if req.kind == "exec":
-            await ExecSession(conn, channels, rt, rt.exec_ctx, req, self.timings).run()
+            await ExecSession(
+                conn, channels, rt, rt.exec_ctx, req, self.timings, worker.ctx.cgroups
+            ).run()
             return
         log_path = worker.log_file(req.container, previous=False)
         if log_path is None:

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
+from harness.providers.netns.kubelet.cgroups import CgroupV2
 from harness.providers.netns.kubelet.config import KubeletTimings
 from harness.providers.netns.kubelet.nsnet import NetnsSockets
 from harness.providers.netns.kubelet.probes import ExecContext, nsenter_argv
@@ -137,9 +138,11 @@ class ExecSession:
         ctx: ExecContext,
         req: StreamRequest,
         timings: KubeletTimings,
+        cgroups: CgroupV2 | None = None,
     ) -> None:
         self.conn, self.ch, self.rt, self.ctx, self.req = conn, ch, rt, ctx, req
         self.timings = timings
+        self.cgroups = cgroups
 
     async def run(self) -> None:
         env = dict(self.ctx.env)
@@ -186,6 +189,8 @@ class ExecSession:
         self, proc: asyncio.subprocess.Process, pumps: list[asyncio.Task[None]]
     ) -> int:
         """Wait for the command (killing it if the container ends), then drain its output."""
+        if self.cgroups is not None:
+            self.cgroups.join(self.ctx.pid, proc.pid)
         gone = asyncio.ensure_future(_until_gone(self.rt))
         hung_up = asyncio.ensure_future(self.conn.closed.wait())
         waiting = asyncio.ensure_future(proc.wait())
