@@ -279,20 +279,26 @@ def test_logs_previous_shows_the_last_run(
     prev = kc.run(
         "logs", "--previous", "-n", namespace, "restarter", timeout=TIMEOUTS.kubectl_stream
     )
-    now = kc.run("logs", "-n", namespace, "restarter", timeout=TIMEOUTS.kubectl_stream)
     assert prev.returncode == 0, f"logs --previous failed: {_text(prev.stderr)}"
     prev_lines = _text(prev.stdout).splitlines()
-    now_lines = _text(now.stdout).splitlines()
     assert len(prev_lines) == 2, f"expected the previous run's two lines, saw {prev_lines!r}"
     assert prev_lines[0].startswith("run-started-"), prev_lines
     assert prev_lines[1] == "run-ending", (
         f"expected the previous run to end with run-ending, saw {prev_lines!r}"
     )
-    assert now_lines, "kubectl logs of the current run printed nothing"
-    assert now_lines[0].startswith("run-started-"), now_lines
-    assert now_lines[0] != prev_lines[0], (
-        f"expected --previous ({prev_lines[0]}) to be another run than the current ({now_lines[0]})"
+
+    def current_run() -> list[str] | None:
+        now = kc.run("logs", "-n", namespace, "restarter", timeout=TIMEOUTS.kubectl_stream)
+        lines = _text(now.stdout).splitlines()
+        return lines if lines and lines[0] != prev_lines[0] else None
+
+    # the new instance may not have written its first line yet: converge on it
+    now_lines = wait_for(
+        f"kubectl logs of {namespace}/restarter showing a run other than --previous",
+        current_run,
+        TIMEOUTS.stream_ready,
     )
+    assert now_lines[0].startswith("run-started-"), now_lines
 
 
 def test_attach_follows_the_containers_output(
