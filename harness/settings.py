@@ -43,6 +43,12 @@ class Timeouts:
     mesh_install_lock: float = 900
     #: a disruptive mesh test waits for every other mesh test of the run to finish.
     mesh_users_done: float = 1800
+    #: one ``kubectl exec``/``attach`` round trip, or one port-forwarded exchange.
+    kubectl_stream: float = 30
+    #: ``kubectl port-forward`` prints its local port; ``logs -f`` shows a new line.
+    stream_ready: float = 20
+    #: a crashing container has been restarted by its kubelet (back-off included).
+    container_restart: float = 90
     #: SIGTERM to SIGKILL for the processes of a run being torn down.
     teardown_grace: float = 5
 
