@@ -22,6 +22,7 @@ from harness.providers.netns.kubelet.api import LightkubeApi
 from harness.providers.netns.kubelet.config import KubeletConfig
 from harness.providers.netns.kubelet.context import IpamStore, NodeContext
 from harness.providers.netns.kubelet.events import EventRecorder
+from harness.providers.netns.kubelet.imagefs import materialise
 from harness.providers.netns.kubelet.kobjects import Pod, pod_key
 from harness.providers.netns.kubelet.logserver import LogServer
 from harness.providers.netns.kubelet.naming import pod_netns, uid_prefix_of_netns
@@ -100,6 +101,7 @@ class Kubelet:
             IpamStore(cfg.state_dir, cidr),
             SandboxRecords(cfg.state_dir),
             Prober(self.sockets),
+            materialise(cfg.state_dir, cfg.bin_dir, cfg.upstream_dirs),
         )
         self.logs = LogServer(
             self.sockets,
