@@ -43,6 +43,10 @@ class Timeouts:
     mesh_install_lock: float = 900
     #: a disruptive mesh test waits for every other mesh test of the run to finish.
     mesh_users_done: float = 1800
+    #: a workload's log shows what it should print (a load generator's first reports).
+    workload_output: float = 90
+    #: another test holds a namespace a seed's manifests name (``test``, ``mc-demo``).
+    seed_namespace_lock: float = 1200
     #: SIGTERM to SIGKILL for the processes of a run being torn down.
     teardown_grace: float = 5
 
