@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import random
 import signal
+import socket
 import sys
 import time
 from collections.abc import Sequence
@@ -134,6 +135,35 @@ def parse_options(argv: Sequence[str]) -> Options:
     )
 
 
+def _nameserver(resolv_conf: str = "/etc/resolv.conf") -> str:
+    try:
+        with open(resolv_conf) as f:
+            for line in f:
+                parts = line.split()
+                if parts[:1] == ["nameserver"] and len(parts) > 1:
+                    return parts[1]
+    except OSError:
+        pass
+    return ""
+
+
+def go_error(e: BaseException) -> str:
+    """A transport error worded as Go's net/http words it (DNS and refused connections)."""
+    if isinstance(e, aiohttp.ClientConnectorError):
+        cause = e.os_error
+        if isinstance(cause, socket.gaierror):
+            ns = _nameserver()
+            on = f" on {ns}:53" if ns else ""
+            return f"dial tcp: lookup {e.host}{on}: no such host"
+        if isinstance(cause, ConnectionRefusedError):
+            return f"dial tcp {e.host}:{e.port}: connect: connection refused"
+        if isinstance(cause, TimeoutError):
+            return f"dial tcp {e.host}:{e.port}: i/o timeout"
+    if isinstance(e, aiohttp.ServerDisconnectedError):
+        return "EOF"
+    return str(e) or type(e).__name__
+
+
 def fnv1a64(data: bytes) -> int:
     h = 0xCBF29CE484222325
     for b in data:
@@ -207,7 +237,7 @@ class Cooker:
                 latency = int((time.monotonic() - started) * 1000)
                 body = await resp.read()
         except (TimeoutError, aiohttp.ClientError, OSError) as e:
-            print(f'{o.method.capitalize()} "{o.url}": {e or type(e).__name__}', file=sys.stderr)
+            print(f'{o.method.capitalize()} "{o.url}": {go_error(e)}', file=sys.stderr)
             self.window.record(None)
             return
         self.window.record(resp.status, latency, not check or fnv1a64(body) == o.hash_value)

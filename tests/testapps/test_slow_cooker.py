@@ -8,7 +8,9 @@ import re
 import socket
 from datetime import UTC, datetime, timedelta, timezone
 
+import aiohttp
 import pytest
+from aiohttp.client_reqrep import ConnectionKey
 
 from mesh.testapps import bb, slow_cooker
 from mesh.testapps.goflags import FlagError
@@ -124,3 +126,27 @@ async def test_continuous_load_against_bb_reports_every_interval(
     assert all(g > 0 for g in good), out
     assert all("/0/0 20 " in r for r in reports), out
     assert '"p50"' in out[-7] or any('"p99"' in line for line in out), out
+
+
+async def test_transport_errors_are_worded_as_go_words_them(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    port = _free_port()  # nothing listens there
+    opts = slow_cooker.parse_options(
+        ["-qps", "5", "-interval", "1s", "-totalRequests", "3", f"http://127.0.0.1:{port}/"]
+    )
+    await asyncio.wait_for(slow_cooker.Cooker(opts).run(), 10)
+    captured = capsys.readouterr()
+    assert (
+        f'Get "http://127.0.0.1:{port}/": dial tcp 127.0.0.1:{port}: connect: connection refused'
+        in captured.err
+    ), captured.err
+    assert re.search(r"\s+0/0/[1-9]\d* 5 ", captured.out), captured.out
+
+
+def test_dns_failures_are_worded_as_go_words_them() -> None:
+    key = ConnectionKey("bb-target", 8080, False, True, None, None, None)
+    err = aiohttp.ClientConnectorError(key, socket.gaierror(-2, "Name or service not known"))
+    assert re.fullmatch(
+        r"dial tcp: lookup bb-target( on \S+:53)?: no such host", slow_cooker.go_error(err)
+    ), slow_cooker.go_error(err)
