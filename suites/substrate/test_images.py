@@ -86,7 +86,7 @@ def test_tool_images_run_the_tools_users_call(
             ["sh", "-c"],
             [
                 f"dig +short {fqdn} && printf 'GET /healthz HTTP/1.0\\r\\n\\r\\n' | "
-                "socat - TCP:server:8080"
+                "socat -t 10 - TCP:server:8080"
             ],
             ["HTTP/1.0 200", "ok"],
         ),
@@ -142,6 +142,9 @@ def test_podinfo_runs_as_its_image_does(kube: dict[str, Kube], namespace: str) -
     r = k.pod_proxy(namespace, "podinfo", 9898, "/healthz")
     assert r.status_code == 200, r.text
 
+
+#: waiting reasons of a container still being set up.
+STARTING = ("ContainerCreating", "PodInitializing")
 
 #: slow_cooker's interval line: time good/bad/failed target goal% interval ...
 REPORT = re.compile(r"^\S+T\S+\s+(\d+)/(\d+)/(\d+) (\d+)\s+(\d+)% 3s ", re.M)
@@ -216,11 +219,14 @@ def test_unknown_image_fails_with_a_reason_and_an_event(
     def waiting_reason() -> str | None:
         pod = k.client.get(Pod, "redis", namespace=namespace)
         for c in (pod.status.containerStatuses or []) if pod.status else []:
-            if c.state and c.state.waiting and c.state.waiting.reason:
-                return c.state.waiting.reason
+            waiting = c.state.waiting if c.state else None
+            if waiting and waiting.reason and waiting.reason not in STARTING:
+                return waiting.reason
         return None
 
-    reason = wait_for("redis's waiting reason", waiting_reason, TIMEOUTS.workload_output)
+    reason = wait_for(
+        "redis's waiting reason once set up", waiting_reason, TIMEOUTS.workload_output
+    )
     assert reason == "ImageNotRunnable", f"expected ImageNotRunnable, saw {reason}"
     events = wait_for(
         "a Failed event for redis",

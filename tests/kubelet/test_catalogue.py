@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from harness.providers.netns.kubelet.catalogue import CATALOGUE, GENERATED, find
+from harness.providers.netns.kubelet.config import parse_args
 from harness.providers.netns.kubelet.imagefs import materialise
 from harness.providers.netns.kubelet.images import (
     ImageNotRunnable,
@@ -135,3 +136,15 @@ def test_generated_dirs_are_written_with_modes_and_symlinks(tmp_path: Path) -> N
     assert (images / "nginx-etc" / "conf.d" / "default.conf").stat().st_mode & 0o777 == 0o644
     materialise(tmp_path, BIN, {})  # idempotent: rewritten in place
     assert script.is_file()
+
+
+def test_kubelet_takes_upstream_dirs_and_refuses_bad_ones() -> None:
+    base = [
+        "--kubeconfig=k", "--node-name=n", "--node-ip=1.2.3.4", "--node-netns=ns",
+        "--cluster-name=c", "--cluster-domain=d", "--dns-ip=10.0.0.10", "--state-dir=/s",
+        "--netns-prefix=p",
+    ]  # fmt: skip
+    cfg = parse_args([*base, "--upstream-dir=podinfo=/cache/podinfo/v1"])
+    assert cfg.upstream_dirs == {"podinfo": Path("/cache/podinfo/v1")}
+    with pytest.raises(SystemExit):
+        parse_args([*base, "--upstream-dir=podinfo"])
