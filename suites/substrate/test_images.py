@@ -86,9 +86,9 @@ def test_tool_images_run_the_tools_users_call(
             ["sh", "-c"],
             [
                 f"dig +short {fqdn} && printf 'GET /healthz HTTP/1.0\\r\\n\\r\\n' | "
-                "socat -t 10 - TCP:server:8080"
+                "socat -t 10 - TCP:server:8080,shut-none"
             ],
-            ["HTTP/1.0 200", "ok"],
+            ["200 OK", "\r\n\r\nok"],
         ),
     ]
     for name, image, command, args, expected in cases:
