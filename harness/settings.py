@@ -49,6 +49,10 @@ class Timeouts:
     stream_ready: float = 20
     #: a crashing container has been restarted by its kubelet (back-off included).
     container_restart: float = 90
+    #: a workload's log shows what it should print (a load generator's first reports).
+    workload_output: float = 90
+    #: another test holds a namespace a seed's manifests name (``test``, ``mc-demo``).
+    seed_namespace_lock: float = 1200
     #: SIGTERM to SIGKILL for the processes of a run being torn down.
     teardown_grace: float = 5
 

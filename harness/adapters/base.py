@@ -193,6 +193,11 @@ class MeshAdapter(Protocol):
         """Mark ``namespace`` so pods created in it from now on are meshed."""
         ...
 
+    def inject(self, manifest: str) -> str:
+        """``manifest`` with its workloads marked for meshing, as the mesh's CLI does it
+        (``linkerd inject -``, ``isthmus inject -``)."""
+        ...
+
     def metrics(self, kube: Kube, namespace: str, pod: str) -> str:
         """The Prometheus text of ``pod``'s proxy."""
         ...

@@ -363,6 +363,9 @@ class IsthmusAdapter:
             {"metadata": {"annotations": {INJECT_ANNOTATION: "enabled"}}},
         )
 
+    def inject(self, manifest: str) -> str:
+        return self._run([*self.isthmus, "inject", "-"], "isthmus inject -", input=manifest).stdout
+
     def metrics(self, kube: Kube, namespace: str, pod: str) -> str:
         r = kube.pod_proxy(namespace, pod, ADMIN_PORT, "/metrics")
         if r.status_code != 200:

@@ -283,3 +283,15 @@ def test_registry_makes_adapters_by_name(tmp_path: Path) -> None:
 def test_shared_trust_round_trips_through_json(tmp_path: Path) -> None:
     t = trust(tmp_path, "a", "b")
     assert SharedTrust.from_dict(json.loads(json.dumps(t.to_dict()))) == t
+
+
+def test_inject_pipes_the_manifest_through_the_cli(tmp_path: Path) -> None:
+    runner = FakeRunner({"inject": ok("injected: yes\n")})
+    assert adapter(tmp_path, runner).inject("kind: Deployment\n") == "injected: yes\n"
+    assert runner.calls == [(("isthmus", "inject", "-"), "kind: Deployment\n", pytest.approx(120))]
+
+
+def test_inject_failure_says_what_the_cli_said(tmp_path: Path) -> None:
+    runner = FakeRunner({"inject": ok(code=1, stderr="bad yaml")})
+    with pytest.raises(MeshError, match="bad yaml"):
+        adapter(tmp_path, runner).inject("{")

@@ -376,6 +376,7 @@ class PodWorker:
                 node_name=self.cfg.node_name,
                 is_executable=_is_executable,
                 interpreter=self.cfg.python,
+                roots=self.ctx.images,
             )
         except ImageNotRunnable as e:
             rt.unrunnable = True
