@@ -133,6 +133,8 @@ class IsthmusAdapter:
         service_name="linkerd-identity",
         port=8080,
         token_audience="identity.l5d.io",
+        plaintext=False,
+        service_account="linkerd-identity",
     )
 
     def __init__(
