@@ -45,6 +45,8 @@ class Timeouts:
     mesh_users_done: float = 1800
     #: SIGTERM to SIGKILL for the processes of a run being torn down.
     teardown_grace: float = 5
+    #: a packet capture in a node's network namespace has its socket open.
+    capture_start: float = 10
 
     @classmethod
     def from_env(cls) -> Timeouts:
