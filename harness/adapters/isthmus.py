@@ -268,7 +268,10 @@ class IsthmusAdapter:
 
     def apply_install(self, cluster: Cluster, trust: SharedTrust) -> None:
         """Apply the CRDs, then the control plane, to ``cluster`` (no waiting)."""
-        crds = self._run([*self.isthmus, "install", "--crds"], f"[{cluster.name}] install --crds")
+        crds = self._run(
+            [*self.isthmus, "install", "--crds", *self._target(cluster)],
+            f"[{cluster.name}] install --crds",
+        )
         (self._cluster_dir(cluster) / "crds.yaml").write_text(crds.stdout)
         self._apply(cluster, crds.stdout, "the CRDs")
         plane = self._run(self.install_args(cluster, trust), f"[{cluster.name}] install")
@@ -328,7 +331,9 @@ class IsthmusAdapter:
     # -- uninstall ---------------------------------------------------------------------------
 
     def uninstall(self, cluster: Cluster) -> None:
-        refs = self._run([*self.isthmus, "uninstall"], f"[{cluster.name}] uninstall")
+        refs = self._run(
+            [*self.isthmus, "uninstall", *self._target(cluster)], f"[{cluster.name}] uninstall"
+        )
         argv = self._kubectl(
             cluster,
             "delete",

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import copy
-import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -29,9 +28,9 @@ from lightkube.resources.core_v1 import Pod
 
 from fixtures.mesh import Mesh
 from fixtures.workloads import Workloads
-from harness.adapters.isthmus import default_kubectl
 from harness.capture import NodeCapture, Segment, node_netns, tcp_segments
 from harness.kube import Kube, wait_for
+from harness.providers.netns.kubelet.naming import pid_of_container_id
 from harness.reporting import Evidence
 from harness.settings import TIMEOUTS
 
@@ -50,12 +49,13 @@ def _require_netns(mesh: Mesh, cluster: str) -> None:
         pytest.skip(f"mesh {mesh.adapter.name} exposes no identity API to the harness")
 
 
-def _kubectl(k: Kube, *args: str) -> str:
-    argv = [default_kubectl(k.cluster), "--kubeconfig", str(k.cluster.kubeconfig)]
-    argv += ["--context", k.cluster.context, *args]
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=TIMEOUTS.mesh_command)
-    assert done.returncode == 0, f"[{k.name}] kubectl {' '.join(args)} failed: {done.stderr}"
-    return done.stdout
+def _container_file(k: Kube, namespace: str, pod: str, container: str, path: str) -> bytes:
+    """A file as ``container`` of ``pod`` sees it (netns: through its process's root)."""
+    status = k.client.get(Pod, pod, namespace=namespace).status
+    ids = [s.containerID for s in (status.containerStatuses or []) if s.name == container]
+    pid = pid_of_container_id(ids[0] or "") if ids else None
+    assert pid is not None, f"[{k.name}] no process for {namespace}/{pod} {container}: {ids}"
+    return Path(f"/proc/{pid}/root{path}").read_bytes()
 
 
 def _pod_ip(k: Kube, namespace: str, name: str) -> str:
@@ -99,10 +99,7 @@ def test_the_token_never_crosses_the_pod_network_in_clear(
         NodeCapture(netns, tmp_path / "node.cap") as capture,
     ):
         client = workloads.client(c)
-    token = _kubectl(
-        k, "-n", ns, "exec", client.pod, "-c", PROXY_CONTAINER, "--", "cat", TOKEN_FILE
-    )
-    token = token.strip()
+    token = _container_file(k, ns, client.pod, PROXY_CONTAINER, TOKEN_FILE).decode().strip()
     assert token.count(".") == 2, f"expected a JWT in {TOKEN_FILE} of {client.pod}, read {token!r}"
     segments = tcp_segments(capture.data)
     client_ip = _pod_ip(k, ns, client.pod)
