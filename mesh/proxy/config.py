@@ -52,3 +52,7 @@ class ProxyConfig:
     """Idle upstream connections kept per endpoint."""
     tap_capacity: int = 1000
     """Events buffered per tap subscriber before dropping."""
+    tap_host: str = "0.0.0.0"
+    tap_port: int = 4190
+    tap_identities: tuple[str, ...] = ()
+    """Who may tap (over mTLS on the tap port); none: the tap port is not served."""

@@ -178,7 +178,9 @@ class EnvConfig:
     outbound_listen: Address = OUTBOUND_LISTEN
     admin_listen: Address = ADMIN_LISTEN
     control_listen: Address | None = None
-    """Linkerd's tap port; this proxy serves tap on the admin port instead."""
+    """The tap port (Linkerd's control port, 4190); served over mTLS to ``tap_identities``."""
+    tap_identities: tuple[str, ...] = ()
+    """``LINKERD2_PROXY_TAP_SVC_NAME``: who may tap; none: tap is not served (SEC-2)."""
     log: str = DEFAULT_LOG
     log_format: str = "plain"
     inbound: InboundSettings = field(default_factory=InboundSettings)
@@ -197,6 +199,9 @@ class EnvConfig:
             outbound_port=self.outbound_listen.port,
             admin_host=self.admin_listen.host,
             admin_port=self.admin_listen.port,
+            tap_host=self.control_listen.host if self.control_listen else "0.0.0.0",
+            tap_port=self.control_listen.port if self.control_listen else 4190,
+            tap_identities=self.tap_identities if self.identity is not None else (),
             cluster_networks=self.inbound.cluster_networks,
         )
 
@@ -320,6 +325,13 @@ def _local_name(text: str) -> str:
     name = text.strip()
     check_subdomain("identity", name)
     return name
+
+
+def _identities(text: str) -> tuple[str, ...]:
+    names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+    for name in names:
+        check_subdomain("identity", name)
+    return names
 
 
 def _path(text: str) -> PurePosixPath:
@@ -448,6 +460,7 @@ def load(env: Mapping[str, str]) -> EnvConfig:
         ),
         admin_listen=r.get("LINKERD2_PROXY_ADMIN_LISTEN_ADDR", _address, defaults.admin_listen),
         control_listen=r.get("LINKERD2_PROXY_CONTROL_LISTEN_ADDR", _address, None),
+        tap_identities=r.get("LINKERD2_PROXY_TAP_SVC_NAME", _identities, ()),
         log=log,
         log_format=log_format,
         inbound=inbound,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -55,7 +56,12 @@ def _container_file(k: Kube, namespace: str, pod: str, container: str, path: str
     ids = [s.containerID for s in (status.containerStatuses or []) if s.name == container]
     pid = pid_of_container_id(ids[0] or "") if ids else None
     assert pid is not None, f"[{k.name}] no process for {namespace}/{pod} {container}: {ids}"
-    return Path(f"/proc/{pid}/root{path}").read_bytes()
+    # In its mount namespace and root: the path may cross symlinks (/var/run -> /run)
+    # that only resolve there.
+    argv = ["nsenter", "--target", str(pid), "--mount", "--root", "cat", path]
+    done = subprocess.run(argv, capture_output=True, timeout=TIMEOUTS.http_call)
+    assert done.returncode == 0, f"[{k.name}] cannot read {path} of {pod}: {done.stderr!r}"
+    return done.stdout
 
 
 def _pod_ip(k: Kube, namespace: str, name: str) -> str:
