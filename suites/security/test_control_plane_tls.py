@@ -53,6 +53,7 @@ def _require_netns(mesh: Mesh, cluster: str) -> None:
 def _container_file(k: Kube, namespace: str, pod: str, container: str, path: str) -> bytes:
     """A file as ``container`` of ``pod`` sees it (netns: through its process's root)."""
     status = k.client.get(Pod, pod, namespace=namespace).status
+    assert status is not None, f"[{k.name}] {namespace}/{pod} has no status"
     ids = [s.containerID for s in (status.containerStatuses or []) if s.name == container]
     pid = pid_of_container_id(ids[0] or "") if ids else None
     assert pid is not None, f"[{k.name}] no process for {namespace}/{pod} {container}: {ids}"
