@@ -148,10 +148,27 @@ class ControlPlaneIdentity:
 
 
 def identity_settings(args: argparse.Namespace) -> IdentitySettings:
-    """The ``IdentitySettings`` the flags of ``add_identity_arguments`` describe."""
-    anchors = Path(args.trust_anchors).read_bytes()
+    """The ``IdentitySettings`` the flags of ``add_identity_arguments`` describe.
+
+    ``SystemExit`` naming the flag for an unreadable file or a malformed value.
+    """
+    try:
+        anchors = Path(args.trust_anchors).read_bytes()
+    except OSError as e:
+        raise SystemExit(f"--trust-anchors {args.trust_anchors}: {e.strerror}") from None
+    if b"-----BEGIN CERTIFICATE-----" not in anchors:
+        raise SystemExit(f"--trust-anchors {args.trust_anchors}: no PEM certificate")
+    checks: list[tuple[str, Callable[[], object]]] = [
+        ("--identity-addr", lambda: parse_service_addr(args.identity_addr)),
+        ("--identity-name", lambda: parse(args.identity_name)),
+        ("--identity-svc-name", lambda: parse(args.identity_svc_name)),
+    ]
+    for flag, check in checks:
+        try:
+            check()
+        except ValueError as e:
+            raise SystemExit(f"{flag}: {e}") from None
     svc: ServiceAddr = parse_service_addr(args.identity_addr)
-    parse(args.identity_name)
     return IdentitySettings(
         local_name=args.identity_name,
         trust_anchors_pem=anchors,

@@ -8,6 +8,7 @@ hold the right name under another anchor, or another name under the right anchor
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 from datetime import UTC, datetime, timedelta
@@ -18,7 +19,12 @@ import pytest
 from cryptography import x509
 from grpc import aio
 
-from mesh.identity.bootstrap import SelfCertifier, self_issued
+from mesh.identity.bootstrap import (
+    SelfCertifier,
+    certify_from_identity,
+    identity_settings,
+    self_issued,
+)
 from mesh.identity.channels import ServingCertificate, control_channel, control_channel_options
 from mesh.identity.trust import verify_peer
 from mesh.proto import destination_pb2 as dpb
@@ -175,7 +181,7 @@ async def test_destination_is_called_only_when_it_proves_its_name(
             task = asyncio.get_running_loop().create_task(_first_call(runtime))
             try:
                 if trusted:
-                    await wait_until(lambda: bool(fake.calls))
+                    await wait_until(lambda: bool(fake.calls), timeout=3 * WAIT)
                 else:
                     await asyncio.sleep(QUIET)
                     assert fake.calls == [], (
@@ -313,3 +319,60 @@ def test_with_identity_every_control_plane_name_is_required(
     del env[f"LINKERD2_PROXY_{service}_SVC_NAME"]
     with pytest.raises(EnvError, match=f"LINKERD2_PROXY_{service}_SVC_NAME: required"):
         load(env)
+
+
+async def test_a_control_plane_service_is_certified_by_identity_as_a_proxy_is(
+    mesh: Mesh, tmp_path: Path
+) -> None:
+    """Destination and policy ask identity with their token over verified TLS, then serve."""
+    name = f"linkerd-destination.demo.serviceaccount.identity.linkerd.{TRUST_DOMAIN}"
+    anchors = tmp_path / "anchors.pem"
+    anchors.write_bytes(mesh.anchors_pem())
+    async with identity_service(mesh) as port:
+        args = argparse.Namespace(
+            identity_name=name,
+            trust_anchors=anchors,
+            identity_token_file=token_file(tmp_path, "linkerd-destination"),
+            identity_addr=f"{LOOPBACK}:{port}",
+            identity_svc_name=IDENTITY_SVC_NAME,
+        )
+        certified = await certify_from_identity(identity_settings(args))
+        try:
+            assert certified.serving.ready
+            fake = FakeDestination()
+            fake.profiles[SERVICE] = dpb.DestinationProfile(fully_qualified_name="bb")
+            async with destination_server(fake, certified.serving) as dst:
+                pem = await asyncio.to_thread(
+                    _server_certificate_pem, dst.port, name, mesh.anchors_pem()
+                )
+        finally:
+            await certified.close()
+    (leaf, *_) = x509.load_pem_x509_certificates(pem)
+    sans = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert sans.get_values_for_type(x509.DNSName) == [name]
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("identity_name", "not-an-identity", "--identity-name"),
+        ("identity_svc_name", "identity.linkerd.cluster.local", "--identity-svc-name"),
+        ("identity_addr", "no port", "--identity-addr"),
+        ("trust_anchors", Path("/nonexistent/anchors.pem"), "--trust-anchors"),
+    ],
+)
+def test_bad_identity_flags_stop_the_service_with_the_flag_named(
+    mesh: Mesh, tmp_path: Path, flag: str, value: object, message: str
+) -> None:
+    anchors = tmp_path / "anchors.pem"
+    anchors.write_bytes(mesh.anchors_pem())
+    args = argparse.Namespace(
+        identity_name=DESTINATION_SVC_NAME,
+        trust_anchors=anchors,
+        identity_token_file=tmp_path / "token",
+        identity_addr=f"{LOOPBACK}:8080",
+        identity_svc_name=IDENTITY_SVC_NAME,
+    )
+    setattr(args, flag, value)
+    with pytest.raises(SystemExit, match=message):
+        identity_settings(args)
