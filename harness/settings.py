@@ -55,6 +55,8 @@ class Timeouts:
     seed_namespace_lock: float = 1200
     #: SIGTERM to SIGKILL for the processes of a run being torn down.
     teardown_grace: float = 5
+    #: a packet capture in a node's network namespace has its socket open.
+    capture_start: float = 10
 
     @classmethod
     def from_env(cls) -> Timeouts:

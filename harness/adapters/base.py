@@ -152,6 +152,9 @@ class IdentityApi:
     token_audience: str
     plaintext: bool = True
     """Whether the port speaks gRPC without TLS."""
+    service_account: str = ""
+    """With TLS: the control-plane service account whose identity the server's
+    certificate names (checked against the trust anchor)."""
     include_dirs: Sequence[Path] = field(default_factory=tuple)
     """Extra include paths for the .proto's imports."""
 
