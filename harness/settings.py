@@ -45,6 +45,8 @@ class Timeouts:
     mesh_users_done: float = 1800
     #: SIGTERM to SIGKILL for the processes of a run being torn down.
     teardown_grace: float = 5
+    #: a mesh listener closes a slow or silent hostile connection (its limits are <= 15 s).
+    hostile_close: float = 45
 
     @classmethod
     def from_env(cls) -> Timeouts:
