@@ -45,7 +45,7 @@ class Timeouts:
     mesh_users_done: float = 1800
     #: SIGTERM to SIGKILL for the processes of a run being torn down.
     teardown_grace: float = 5
-    #: a mesh listener closes a slow or silent hostile connection (its limits are <= 15 s).
+    #: a mesh listener closes a slow or silent hostile connection (its limits are <= 30 s).
     hostile_close: float = 45
 
     @classmethod

@@ -39,8 +39,9 @@ class AdminLimits:
 
     request: float = 10.0
     """A request (head and body) must arrive in full within this, once started."""
-    idle: float = 60.0
-    """A keep-alive connection with no request in progress is closed after this."""
+    idle: float = 30.0
+    """A keep-alive connection with no request in progress is closed after this
+    (Prometheus scrapes every 10 s, so its connections stay open)."""
     max_head: int = 16 * 1024
     """The largest request head (request line and headers)."""
     max_body: int = 64 * 1024

@@ -7,9 +7,12 @@ pod, it opens connections that send a truncated body, a bad chunked body, garbag
 oversized head, a partial head held open (slowloris) and nothing at all. Meanwhile the
 meshed client keeps a steady load through its proxy to the meshed server. The client's
 latency must stay within the stated bound of a baseline run, no request may fail, and
-every hostile connection must be closed by the server (slow ones within
-``TIMEOUTS.hostile_close``). The outbound listener binds loopback only, so it cannot be
-reached from outside the pod; the unit tests cover it.
+every hostile connection to a mesh listener (a proxy port, or any control-plane port)
+must be closed by the server within ``TIMEOUTS.hostile_close``. On an application port
+(redirected to the proxy's inbound side) the same holds except for a silent client: after
+the detection timeout the proxy hands it to the application as opaque TCP, as Linkerd
+does, and how long it stays is the application's choice. The outbound listener binds
+loopback only, so it cannot be reached from outside the pod; the unit tests cover it.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from harness.kube import Kube, wait_for
 from harness.reporting import Evidence
 from harness.settings import TIMEOUTS
 from suites.mesh._support import (
+    PROXY_CONTAINER,
     assert_meshed,
     converge,
     deploy_server,
@@ -72,12 +76,14 @@ class Target:
     ip: str
     port: int
     name: str
+    mesh: bool
+    """A mesh listener (proxy or control plane), not an application's own server."""
 
     def __str__(self) -> str:
         return f"{self.pod} {self.ip}:{self.port} ({self.name})"
 
 
-def _targets(pods: list[Pod]) -> list[Target]:
+def _targets(pods: list[Pod], control_plane: set[str]) -> list[Target]:
     found: dict[tuple[str, int], Target] = {}
     for pod in pods:
         ip = pod.status.podIP if pod.status else None
@@ -88,7 +94,10 @@ def _targets(pods: list[Pod]) -> list[Target]:
             for port in container.ports or []:
                 if (port.protocol or "TCP") == "TCP":
                     label = f"{container.name}/{port.name or port.containerPort}"
-                    found[(ip, port.containerPort)] = Target(name, ip, port.containerPort, label)
+                    mesh = container.name == PROXY_CONTAINER or name in control_plane
+                    found[(ip, port.containerPort)] = Target(
+                        name, ip, port.containerPort, label, mesh
+                    )
     return sorted(found.values(), key=lambda t: (t.pod, t.port))
 
 
@@ -162,7 +171,8 @@ def test_hostile_input_costs_only_its_own_connection(
 
     client_pod = k.client.get(Pod, client.pod, namespace=ns)
     control = [p for n in mesh.adapter.control_plane_namespaces for p in k.pods(n)]
-    targets = _targets([*servers, client_pod, *control])
+    control_names = {p.metadata.name for p in control if p.metadata and p.metadata.name}
+    targets = _targets([*servers, client_pod, *control], control_names)
     evidence.record("targets", [str(t) for t in targets])
     assert any(t.port == 4191 for t in targets), (
         f"expected a proxy admin port (4191) among the declared ports: {[str(t) for t in targets]}"
@@ -212,11 +222,12 @@ def test_hostile_input_costs_only_its_own_connection(
     open_ones = [
         f"{t} {kind}: open after {o['after_s']}s"
         for (t, kind), o in outcomes.items()
-        if o["outcome"] == "still-open"
+        if o["outcome"] == "still-open" and (t.mesh or kind != "silent")
     ]
     assert not open_ones, (
         f"expected every hostile connection closed by the server within "
-        f"{TIMEOUTS.hostile_close}s; still open: {open_ones} (evidence: 'hostile connections')"
+        f"{TIMEOUTS.hostile_close}s (silent ones to application ports aside); still open: "
+        f"{open_ones} (evidence: 'hostile connections'; latency {latency})"
     )
     listening = {t for (t, _), o in outcomes.items() if o["outcome"] != "not-listening"}
     assert any(t.port == 4191 for t in listening), (
