@@ -44,9 +44,9 @@ matrix *args:
 up topology="two-flat":
     {{py}} -m harness clusters up {{topology}}
 
-# Tear down what `up` created.
-down:
-    {{py}} -m harness clusters down
+# Tear down what `up` created; `./run down --all` tears down every run's clusters.
+down *args:
+    {{py}} -m harness clusters down {{args}}
 
 # Format the code.
 fmt:
