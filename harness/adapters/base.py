@@ -51,6 +51,7 @@ class Feature(StrEnum):
     DEFAULT_INBOUND_POLICY = "default-inbound-policy"
     CONTROL_PLANE_RESILIENCE = "control-plane-resilience"
     IDENTITY_API = "identity-api"
+    HOSTILE_INPUT = "hostile-input"
 
 
 @dataclass(frozen=True)
