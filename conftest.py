@@ -6,4 +6,5 @@ pytest_plugins = [
     "fixtures.evidence",
     "fixtures.mesh",
     "fixtures.seeds",
+    "fixtures.kubectl",
 ]

@@ -47,6 +47,12 @@ class Timeouts:
     workload_output: float = 90
     #: another test holds a namespace a seed's manifests name (``test``, ``mc-demo``).
     seed_namespace_lock: float = 1200
+    #: one ``kubectl exec``/``attach`` round trip, or one port-forwarded exchange.
+    kubectl_stream: float = 30
+    #: ``kubectl port-forward`` prints its local port; ``logs -f`` shows a new line.
+    stream_ready: float = 20
+    #: a crashing container has been restarted by its kubelet (back-off included).
+    container_restart: float = 90
     #: SIGTERM to SIGKILL for the processes of a run being torn down.
     teardown_grace: float = 5
 

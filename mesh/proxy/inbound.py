@@ -1,7 +1,9 @@
 """The inbound side (port 4143): traffic redirected to the pod, delivered to the app.
 
 Per connection:
-1. The original destination gives the target port; the policy source gives
+1. The original destination gives the target port (a connection whose original
+   destination is the listener itself was not redirected: refused, since
+   forwarding it would loop through the proxy without end); the policy source gives
    that port's server.
 2. Detection: a TLS ClientHello naming the local identity is terminated with
    the workload certificate (the client's identity is verified against the
@@ -11,6 +13,11 @@ Per connection:
    verified identity, forwarded over pooled connections to
    ``app_host:<target port>``. Opaque: authorized once; a denied connection is
    closed, an allowed one spliced to the app.
+
+A connection addressed to the inbound port itself (a direct connection, not
+one redirected from an application port) goes, in gateway mode, to the gateway
+(``gateway_inbound``) right after detection; otherwise it is closed (delivering
+it to the app's side of the same port would loop back into the proxy).
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from mesh.proxy.detect import Detected, Detector, Http1, Tls
 from mesh.proxy.discovery import Address
 from mesh.proxy.exchange import Exchange
 from mesh.proxy.forwarding import Forward, Respond, serve_http
+from mesh.proxy.gateway_inbound import GatewayInbound
 from mesh.proxy.http1 import Http1Session, LocalResponse, RequestHead
 from mesh.proxy.origdst import OriginalDestination
 from mesh.proxy.policy import Allow, Client, PolicySource, ProxyProtocol, Server, authorize
@@ -122,8 +130,11 @@ class Inbound:
         tap: TapHub,
         original_destination: OriginalDestination,
         clock: Callable[[], float],
+        gateway: GatewayInbound | None = None,
     ) -> None:
         self.config = config
+        self.gateway = gateway
+        """Serves direct connections (to the inbound port itself) when gateway mode is on."""
         self.policy = policy
         self.tls = tls
         self.metrics = metrics
@@ -149,14 +160,26 @@ class Inbound:
         try:
             target = self.original_destination(sock)
         except OSError as e:
-            log.warning("inbound connection from %s without original destination: %s", conn.peer, e)
+            if self.gateway is None:
+                log.warning(
+                    "inbound connection from %s without original destination: %s", conn.peer, e
+                )
+                return
+            target = conn.local  # not redirected: addressed to the proxy directly
+        direct = target.port == conn.local.port
+        if direct and self.gateway is None:
+            # delivering it to app_host:<inbound port> would be the proxy itself, without end
+            log.info("direct connection from %s to the inbound port refused", conn.peer)
             return
-        server = self.policy.server(target.port)
         timeouts = self.config.timeouts
         detector = Detector(self.clock(), timeouts.detect)
         detected = await detect_protocol(conn, detector, self.clock)
         if detector.abandoned:
             return
+        if direct and self.gateway is not None:
+            await self.gateway.handle(conn, target, detected)
+            return
+        server = self.policy.server(target.port)
         tls = self._no_tls()
         if isinstance(detected, Tls) and self.tls is not None and detected.sni == self.tls.identity:
             session = TlsSession(self.tls.server, server_side=True)
@@ -216,6 +239,8 @@ class Inbound:
             self.pool,
             clock=self.clock,
             response_timeout=self.config.timeouts.response,
+            request_head=self.config.timeouts.request_head,
+            idle=self.config.timeouts.http_idle,
         )
 
     async def _serve_opaque(

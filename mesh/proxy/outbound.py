@@ -2,7 +2,8 @@
 
 Per connection:
 1. The original destination names the target (a service IP and port, usually);
-   its ``Destination`` (discovery watch + balancer) is looked up.
+   its ``Destination`` (discovery watch + balancer) is looked up. A connection
+   to the listener itself (not redirected) is refused: it would loop.
 2. Detection: HTTP/1 is balanced per request; anything else (including the
    app's own TLS) is opaque and balanced per connection.
 3. An endpoint with an identity is reached over mTLS with SNI = that identity,
@@ -24,7 +25,7 @@ from mesh.proxy.connection import Conn, connect, detect_protocol, splice
 from mesh.proxy.detect import Detector, Http1
 from mesh.proxy.discovery import Address, Endpoint
 from mesh.proxy.exchange import Exchange
-from mesh.proxy.forwarding import Forward, Respond, serve_http
+from mesh.proxy.forwarding import Forward, Respond, Router, serve_http
 from mesh.proxy.http1 import Http1Session, LocalResponse, RequestHead
 from mesh.proxy.origdst import OriginalDestination
 from mesh.proxy.pool import ConnectionPool, PoolKey
@@ -161,6 +162,10 @@ class Outbound:
             max_idle=config.pool_max_idle,
         )
 
+    def router(self, destination: Destination, target: Address, source: Address) -> Router:
+        """Routes requests to ``destination`` as this side does (the gateway reuses it)."""
+        return _Router(self, destination, target, source)
+
     def key_for(self, endpoint: Endpoint | None, target: Address) -> tuple[PoolKey, TlsStatus]:
         """How to reach ``endpoint`` (``None``: the original destination) and its TLS status."""
         if endpoint is None:
@@ -191,6 +196,12 @@ class Outbound:
                 "outbound connection from %s without original destination: %s", conn.peer, e
             )
             return
+        if target == conn.local:
+            # not redirected: forwarding it would connect the proxy to itself, without end
+            log.info(
+                "outbound connection from %s to the proxy's own port %s refused", conn.peer, target
+            )
+            return
         detector = Detector(self.clock(), self.config.timeouts.detect)
         detected = await detect_protocol(conn, detector, self.clock)
         if detector.abandoned:
@@ -218,6 +229,8 @@ class Outbound:
                     self.pool,
                     clock=self.clock,
                     response_timeout=self.config.timeouts.response,
+                    request_head=self.config.timeouts.request_head,
+                    idle=self.config.timeouts.http_idle,
                 )
             else:
                 await self._serve_opaque(conn, destination, target)

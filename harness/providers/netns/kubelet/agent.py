@@ -19,6 +19,7 @@ from lightkube import ApiError
 from lightkube.config.kubeconfig import KubeConfig
 
 from harness.providers.netns.kubelet.api import LightkubeApi
+from harness.providers.netns.kubelet.cgroups import CgroupV2
 from harness.providers.netns.kubelet.config import KubeletConfig
 from harness.providers.netns.kubelet.context import IpamStore, NodeContext
 from harness.providers.netns.kubelet.events import EventRecorder
@@ -101,8 +102,13 @@ class Kubelet:
             IpamStore(cfg.state_dir, cidr),
             SandboxRecords(cfg.state_dir),
             Prober(self.sockets),
-            materialise(cfg.state_dir, cfg.bin_dir, cfg.upstream_dirs),
+            images=materialise(cfg.state_dir, cfg.bin_dir, cfg.upstream_dirs),
         )
+        self.ctx.cgroups, self.ctx.cgroups_problem = CgroupV2.detect(cfg.node_name)
+        if self.ctx.cgroups is None:
+            log.warning(
+                "containers' cpu/memory limits will not be enforced: %s", self.ctx.cgroups_problem
+            )
         self.logs = LogServer(
             self.sockets,
             cfg.node_ip,
@@ -110,6 +116,7 @@ class Kubelet:
             cfg.state_dir / "pki",
             cfg.node_name,
             self.find_worker,
+            cfg.timings,
         )
         try:
             await self.logs.start()

@@ -42,6 +42,14 @@ class KubeletTimings:
     shutdown_grace: float = 5.0
     #: a postStart hook that has not finished by then counts as failed.
     post_start_timeout: float = 120.0
+    #: exec/attach: the client must open every stream it asked for within this time.
+    stream_creation: float = 30.0
+    #: after an exec'd command exits, its remaining output is forwarded for this long.
+    exec_drain: float = 2.0
+    #: ``logs -f`` and attach look for new output this often.
+    log_follow_poll: float = 0.25
+    #: port-forward: connecting to the pod's port gives up after this long.
+    port_forward_dial: float = 10.0
     backoff: BackoffPolicy = field(default_factory=BackoffPolicy)
 
 
