@@ -1,7 +1,9 @@
 """The inbound side (port 4143): traffic redirected to the pod, delivered to the app.
 
 Per connection:
-1. The original destination gives the target port; the policy source gives
+1. The original destination gives the target port (a connection whose original
+   destination is the listener itself was not redirected: refused, since
+   forwarding it would loop through the proxy without end); the policy source gives
    that port's server.
 2. Detection: a TLS ClientHello naming the local identity is terminated with
    the workload certificate (the client's identity is verified against the
@@ -12,10 +14,8 @@ Per connection:
    ``app_host:<target port>``. Opaque: authorized once; a denied connection is
    closed, an allowed one spliced to the app.
 
-A connection addressed to the inbound port itself (a direct connection, not
-one redirected from an application port) goes, in gateway mode, to the gateway
-(``gateway_inbound``) right after detection; otherwise it is closed (delivering
-it to the app's side of the same port would loop back into the proxy).
+In gateway mode such a direct connection (to the listener itself) is not
+refused: it goes to the gateway (``gateway_inbound``) right after detection.
 """
 
 from __future__ import annotations
@@ -164,16 +164,20 @@ class Inbound:
                 )
                 return
             target = conn.local  # not redirected: addressed to the proxy directly
+        direct = target == conn.local
+        if direct and self.gateway is None:
+            # not redirected: forwarding it would connect the proxy to itself, without end
+            log.info(
+                "inbound connection from %s to the proxy's own port %s refused", conn.peer, target
+            )
+            return
         timeouts = self.config.timeouts
         detector = Detector(self.clock(), timeouts.detect)
         detected = await detect_protocol(conn, detector, self.clock)
         if detector.abandoned:
             return
-        if target.port == conn.local.port:
-            if self.gateway is not None:
-                await self.gateway.handle(conn, target, detected)
-            else:  # delivering it to app_host:<inbound port> would be the proxy itself, a loop
-                log.info("direct connection from %s to the inbound port refused", conn.peer)
+        if direct and self.gateway is not None:
+            await self.gateway.handle(conn, target, detected)
             return
         server = self.policy.server(target.port)
         tls = self._no_tls()
@@ -235,6 +239,8 @@ class Inbound:
             self.pool,
             clock=self.clock,
             response_timeout=self.config.timeouts.response,
+            request_head=self.config.timeouts.request_head,
+            idle=self.config.timeouts.http_idle,
         )
 
     async def _serve_opaque(
