@@ -14,10 +14,8 @@ Per connection:
    ``app_host:<target port>``. Opaque: authorized once; a denied connection is
    closed, an allowed one spliced to the app.
 
-A connection addressed to the inbound port itself (a direct connection, not
-one redirected from an application port) goes, in gateway mode, to the gateway
-(``gateway_inbound``) right after detection; otherwise it is closed (delivering
-it to the app's side of the same port would loop back into the proxy).
+In gateway mode such a direct connection (to the listener itself) is not
+refused: it goes to the gateway (``gateway_inbound``) right after detection.
 """
 
 from __future__ import annotations
