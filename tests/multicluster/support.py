@@ -64,6 +64,8 @@ class FakeCluster:
     """(namespace, pod) -> what /metrics on 9999 returns."""
     error: kube.ClusterError | None = None
     closed: bool = False
+    reads: list[tuple[str, str]] = field(default_factory=list)
+    """(resource plural, verb) of every request, to hold callers to an account's RBAC."""
 
     def add(self, *docs: Manifest) -> FakeCluster:
         for doc in docs:
@@ -81,6 +83,7 @@ class FakeCluster:
 
     def get(self, kind: kube.Kind, name: str, namespace: str | None = None) -> Manifest | None:
         self._check()
+        self.reads.append((kind.plural, "get"))
         found = self.objects.get((kind.kind, (namespace or "") if kind.namespaced else "", name))
         return copy.deepcopy(found) if found else None
 

@@ -31,6 +31,7 @@ from mesh.multicluster.linking import (
     link_object,
     service_mirror_objects,
 )
+from mesh.multicluster.render import REMOTE_ACCESS_RULES
 from mesh.multicluster.values import McValues
 from tests.check.support import healthy
 from tests.install.support import NOW
@@ -304,6 +305,11 @@ def test_fetch_reads_the_source_and_the_target_with_the_links_credentials() -> N
     )
     (used,) = connector.kubeconfigs
     assert used["users"][0]["user"]["token"] == "t"
+    assert isinstance(connector.remote, FakeCluster)
+    granted = {
+        (r, v) for rule in REMOTE_ACCESS_RULES for r in rule["resources"] for v in rule["verbs"]
+    }
+    assert set(connector.remote.reads) <= granted, "the target is read within the token's rights"
     assert {r.status for r in multicluster_checks(snapshot)} == {Status.OK}
 
 

@@ -13,7 +13,7 @@ from mesh.install import Values, load_all
 from mesh.multicluster import labels as mc
 from mesh.multicluster.cli import kube
 from mesh.multicluster.linking import LinkOptions, service_mirror_objects
-from mesh.multicluster.render import allow_objects
+from mesh.multicluster.render import REMOTE_ACCESS_RULES, allow_objects
 from mesh.multicluster.values import McValues
 from tests.multicluster.support import (
     CA_PEM,
@@ -209,6 +209,11 @@ def test_link_prints_credentials_link_and_controller(
     assert link_doc["spec"]["targetClusterDomain"] == "cluster.local"
     assert docs[2:] == service_mirror_objects(McValues(image_tag="dev"), LinkOptions("east"))
     assert connector.kubeconfigs == [config], "the API check used the printed credentials"
+    assert isinstance(connector.remote, FakeCluster)
+    granted = {(r, v) for rule in REMOTE_ACCESS_RULES if "resourceNames" not in rule
+               for r in rule["resources"] for v in rule["verbs"]}  # fmt: skip
+    assert connector.remote.reads, "the API server was asked something"
+    assert set(connector.remote.reads) <= granted, "the check stays within the token's rights"
 
 
 def test_link_flags(monkeypatch: pytest.MonkeyPatch, kubeconfig: str) -> None:

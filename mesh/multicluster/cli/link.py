@@ -209,7 +209,7 @@ def _check_api(kubeconfig: dict[str, Any], server: str) -> None:
     try:
         remote = kube.connect(kubeconfig)
         try:
-            remote.get(kube.SERVICE_ACCOUNT, mc.REMOTE_ACCESS_SA, mc.NAMESPACE)
+            remote.get(kube.NAMESPACE, mc.NAMESPACE)  # what the account may read
         finally:
             remote.close()
     except kube.ClusterError as e:
