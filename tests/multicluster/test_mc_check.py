@@ -35,7 +35,7 @@ from mesh.multicluster.render import REMOTE_ACCESS_RULES
 from mesh.multicluster.values import McValues
 from tests.check.support import healthy
 from tests.install.support import NOW
-from tests.multicluster.support import Connector, FakeCluster, control_plane, installed, use
+from tests.multicluster.support import CA_PEM, Connector, FakeCluster, control_plane, installed, use
 
 ANCHOR = create_anchor("cluster.local", now=NOW).certificate_pem()
 OTHER_ANCHOR = create_anchor("cluster.local", now=NOW).certificate_pem()
@@ -224,7 +224,7 @@ def source_with_link(anchors: bytes = ANCHOR) -> FakeCluster:
     values = McValues(image_tag="dev")
     options = LinkOptions("east")
     config = credentials_kubeconfig(
-        cluster_name="east", server="https://172.30.25.2:6443", token="t", ca_data=None
+        cluster_name="east", server="https://172.30.25.2:6443", token="t", ca_data=CA_PEM
     )
     facts = GatewayFacts(("172.30.25.10",), 4143, "gw", "/ready", 4191, "3s")
     west = FakeCluster()

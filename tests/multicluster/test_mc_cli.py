@@ -258,6 +258,35 @@ def test_link_flags(monkeypatch: pytest.MonkeyPatch, kubeconfig: str) -> None:
     assert spec["excludedAnnotations"] == ["note"]
 
 
+def test_link_takes_the_ca_from_the_token_secret_when_the_kubeconfig_has_none(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    config = str(write_kubeconfig(tmp_path / "config", {"east": EAST_API}, with_ca=False))
+    args = (
+        "--kubeconfig",
+        config,
+        "--context",
+        "east",
+        "multicluster",
+        "link",
+        "--cluster-name",
+        "east",
+    )
+    link_setup(monkeypatch, installed(token_ca=b""))
+    code, out, err = run(*args)
+    assert code == 1
+    assert out == ""
+    assert "holds the target's CA" in err
+    link_setup(monkeypatch, installed(token_ca=CA_PEM))
+    code, out, err = run(*args)
+    assert code == 0, err
+    cluster = decode_kubeconfig(load_all(out)[0])["clusters"][0]["cluster"]
+    assert cluster == {
+        "server": EAST_API,
+        "certificate-authority-data": base64.b64encode(CA_PEM).decode(),
+    }
+
+
 def test_link_gen_prints_secret_and_link_only(
     monkeypatch: pytest.MonkeyPatch, kubeconfig: str
 ) -> None:
