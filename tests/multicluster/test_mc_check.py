@@ -350,3 +350,20 @@ def test_cli_check_multicluster(monkeypatch: pytest.MonkeyPatch) -> None:
     )
     assert result.exit_code == 0, result.output
     assert '"categoryName": "linkerd-multicluster"' in result.stdout
+
+
+def test_multicluster_check_verb_runs_only_the_link_checks(monkeypatch: pytest.MonkeyPatch) -> None:
+    def fetcher(
+        ctx: click.Context, target: KubeTarget, ns: str, pre: bool
+    ) -> Callable[[], ClusterSnapshot]:
+        raise AssertionError("the control plane is not checked")
+
+    monkeypatch.setattr(check_cli, "_fetcher", fetcher)
+    use(monkeypatch, Connector({"west": source_with_link()}, remote=east_remote()))
+    result = CliRunner().invoke(main, ["--context", "west", "mc", "check"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("linkerd-multicluster\n")
+    use(monkeypatch, Connector({"west": FakeCluster()}))
+    result = CliRunner().invoke(main, ["--context", "west", "multicluster", "check", "--wait", "0"])
+    assert result.exit_code == 1
+    assert "isthmus multicluster install | kubectl apply -f -" in result.stdout

@@ -597,7 +597,16 @@ def test_gateways_without_the_extension(monkeypatch: pytest.MonkeyPatch) -> None
 def test_every_verb_explains_itself() -> None:
     code, out, _ = run("multicluster", "--help")
     assert code == 0
-    for verb in ("install", "uninstall", "allow", "link", "link-gen", "unlink", "gateways"):
+    for verb in (
+        "install",
+        "uninstall",
+        "allow",
+        "link",
+        "link-gen",
+        "unlink",
+        "gateways",
+        "check",
+    ):
         assert verb in out
         code, text, _ = run("multicluster", verb, "--help")
         assert code == 0
