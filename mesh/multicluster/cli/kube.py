@@ -142,9 +142,9 @@ class _RawCluster:
                 message = response.json().get("message", response.text)
             except ValueError:
                 message = response.text
+            status = f"{response.status_code} {response.reason_phrase}".strip()
             raise ClusterError(
-                f"GET {path} on {self.server}: {response.status_code} {message}".strip(),
-                response.status_code,
+                f"GET {path} on {self.server}: {status} {message}".strip(), response.status_code
             )
         return response
 
