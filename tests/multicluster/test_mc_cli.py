@@ -370,7 +370,7 @@ def test_link_errors_name_the_fix(
 @pytest.mark.parametrize(
     ("args", "complaint"),
     [
-        (("--cluster-name", "East"), "DNS label"),
+        (("--cluster-name", "East"), "DNS-1123 label"),
         (("--cluster-name", "east", "--selector", "a in (b"), "--selector"),
         (("--cluster-name", "east", "--api-server-address", "10.0.0.1:6443"), "https:// URL"),
     ],
