@@ -158,8 +158,7 @@ def _service_account_name(ctx: click.Context, param: click.Parameter, value: str
     callback=_service_account_name,
     help="Name of the ServiceAccount (in linkerd-multicluster) to create.",
 )
-@settings_options
-def allow(service_account_name: str, image_tag: str | None, settings: tuple[str, ...]) -> None:
+def allow(service_account_name: str) -> None:
     """Print a remote-access ServiceAccount, its token and RBAC, for kubectl apply.
 
     \b
@@ -172,5 +171,4 @@ def allow(service_account_name: str, image_tag: str | None, settings: tuple[str,
     account comes with `multicluster install`. Apply it after install (it goes
     into the linkerd-multicluster namespace).
     """
-    values = cluster_values(None, image_tag=image_tag, settings=settings)
-    click.echo(dump_all(allow_objects(values, service_account_name)), nl=False)
+    click.echo(dump_all(allow_objects(cluster_values(None), service_account_name)), nl=False)
