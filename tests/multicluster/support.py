@@ -5,7 +5,22 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from mesh.k8s.events import Deleted, Listed, Upserted
 from mesh.k8s.objects import Endpoint, EndpointSlice, Service, ServicePort
+from mesh.multicluster.mirror.core import (
+    ApplyEndpoints,
+    ApplyService,
+    Command,
+    DeleteEndpoints,
+    DeleteMirror,
+    Event,
+    LinkUpdated,
+    LocalEvent,
+    MirrorCore,
+    Namespace,
+    RemoteEvent,
+)
+from mesh.multicluster.mirror.desired import MirrorEndpoints, MirrorService
 from mesh.multicluster.mirror.link import Link, parse_link
 
 CLUSTER = "east"
@@ -82,3 +97,69 @@ def remote_slice(
         service_name=service,
         endpoints=(Endpoint(("10.23.0.5",), ready=ready),),
     )
+
+
+def as_service(svc: MirrorService, *, rv: str = "1") -> Service:
+    """The Service the local API server would hold after applying ``svc``."""
+    return Service(
+        namespace=svc.namespace,
+        name=svc.name,
+        ports=tuple(ServicePort(p.port, p.name, p.protocol, p.target_port) for p in svc.ports),
+        cluster_ip="10.96.7.7",
+        cluster_ips=("10.96.7.7",),
+        labels=dict(svc.labels),
+        annotations=dict(svc.annotations),
+        resource_version=rv,
+    )
+
+
+class Driver:
+    """Feeds a ``MirrorCore`` and plays the local API server for the commands it returns."""
+
+    def __init__(self, core: MirrorCore) -> None:
+        self.core = core
+        self.log: list[Command] = []
+
+    def feed(self, event: Event) -> list[Command]:
+        out = self.core.handle(event)
+        self.log.extend(out)
+        return out
+
+    def settle(self, commands: list[Command]) -> list[Command]:
+        """Apply ``commands`` to the local cluster and feed the watch events back, until quiet."""
+        more: list[Command] = []
+        for command in commands:
+            match command:
+                case ApplyService(svc, _):
+                    more += self.feed(LocalEvent(Upserted(as_service(svc))))
+                case ApplyEndpoints(eps):
+                    more += self.feed(LocalEvent(Upserted(eps)))
+                case DeleteMirror(key, _):
+                    more += self.feed(LocalEvent(Deleted(Service(key.namespace, key.name))))
+                    more += self.feed(LocalEvent(Deleted(MirrorEndpoints(key.namespace, key.name))))
+                case DeleteEndpoints(key):
+                    more += self.feed(LocalEvent(Deleted(MirrorEndpoints(key.namespace, key.name))))
+                case _:
+                    pass
+        return self.settle(more) if more else []
+
+
+def synced_core(
+    remote: Sequence[Service] = (),
+    slices: Sequence[EndpointSlice] = (),
+    local: Sequence[Service] = (),
+    endpoints: Sequence[MirrorEndpoints] = (),
+    namespaces: Sequence[str] = ("shop", "default"),
+    lk: Link | None = None,
+) -> tuple[Driver, list[Command]]:
+    """A core that has read the Link and listed everything; the commands of its first pass."""
+    lk = lk or link()
+    driver = Driver(MirrorCore(CLUSTER, clock=lambda: "2026-01-01T00:00:00Z"))
+    out: list[Command] = []
+    out += driver.feed(LinkUpdated(lk, lk.gateway_addresses))
+    out += driver.feed(LocalEvent(Listed(Service, tuple(local))))
+    out += driver.feed(LocalEvent(Listed(MirrorEndpoints, tuple(endpoints))))
+    out += driver.feed(LocalEvent(Listed(Namespace, tuple(Namespace(n) for n in namespaces))))
+    out += driver.feed(RemoteEvent(Listed(EndpointSlice, tuple(slices))))
+    out += driver.feed(RemoteEvent(Listed(Service, tuple(remote))))
+    return driver, out

@@ -50,6 +50,7 @@ __all__ = [
     "CommandFailed",
     "DeleteEndpoints",
     "DeleteMirror",
+    "Event",
     "GatewayState",
     "LinkInvalid",
     "LinkUpdated",
@@ -348,7 +349,7 @@ class MirrorCore:
             case ProbeResult(outcome):
                 full = self._on_probe(outcome)
             case CommandFailed(key, message):
-                self._forget(key)
+                # What was asked stays asked: it is asked again on ``Retry``, not at once.
                 self._failed[key] = message
                 if (rk := naming.remote_key(key, self.cluster)) is not None:
                     dirty.add(rk)
