@@ -200,6 +200,8 @@ class MirrorController:
         self._retry_delay: dict[ObjectKey, float] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._link: Link | None = None
+        self._link_exists = False
+        """Our Link object exists (valid or not): its status can be written."""
         self._remote_task: asyncio.Task[None] | None = None
         self._remote_secret: str | None = None
         self._probe_task: asyncio.Task[None] | None = None
@@ -248,11 +250,13 @@ class MirrorController:
                 mine = [
                     o for o in event.objects if o.get("metadata", {}).get("name") == self.link_name
                 ]
+                self._link_exists = bool(mine)
                 if mine:
                     await self._on_link(mine[0])
                 else:
                     self._queue.put_nowait(LinkInvalid("LinkNotFound", f"no Link {self.link_name}"))
             elif event.obj.get("metadata", {}).get("name") == self.link_name:
+                self._link_exists = not isinstance(event, Deleted)
                 if isinstance(event, Deleted):
                     self._queue.put_nowait(
                         LinkInvalid("LinkNotFound", f"Link {self.link_name} deleted")
@@ -350,7 +354,7 @@ class MirrorController:
     async def _status_writer(self) -> None:
         while True:
             await asyncio.sleep(self.settings.status_interval)
-            if self._link is None:
+            if not self._link_exists:
                 continue
             status = self.core.take_status()
             if status is None:
