@@ -78,9 +78,10 @@ class MirrorSettings:
     """The controller's waits and limits (seconds unless said)."""
 
     watch: WatchSettings = field(default_factory=WatchSettings)
-    status_interval: float = 0.5
+    status_interval: float = 1.0
     """Shortest time between two writes of the Link's status."""
-    write_concurrency: int = 16
+    write_concurrency: int = 32
+    """Writes in flight at once (under load each waits on the API server, not the CPU)."""
     retry_initial: float = 0.5
     retry_max: float = 30.0
     remote_timeout: float = 10.0
@@ -387,8 +388,10 @@ class MirrorController:
                 )
 
     async def _delete_mirror(self, key: ObjectKey) -> None:
-        await self._local.delete_service(key.namespace, key.name)
-        await self._local.delete_endpoints(key.namespace, key.name)
+        await asyncio.gather(
+            self._local.delete_service(key.namespace, key.name),
+            self._local.delete_endpoints(key.namespace, key.name),
+        )
 
     async def _write(self, key: ObjectKey, kind: str, call: Coroutine[Any, Any, None]) -> None:
         lock = self._locks.setdefault(key, asyncio.Lock())
