@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx2
 from lightkube import AsyncClient
 from lightkube.codecs import load_all_yaml
 from lightkube.config.kubeconfig import KubeConfig
@@ -53,6 +54,8 @@ BENCH_NS = "mirror-bench"
 SA = "mirror-bench-remote"
 TARGETS = {"mirror_p50_s": 1.0, "mirror_1000_s": 30.0}
 WRITE_CONCURRENCY = 16
+WRITE_ATTEMPTS = 5
+REQUEST_TIMEOUT = 60.0
 SYNC_TIMEOUT = 120.0
 """Longest wait for any one phase (mirrors appearing or going) before the bench gives up..."""
 SYNC_TIMEOUT_PER_SERVICE = 0.5
@@ -76,7 +79,10 @@ def _figure(name: str, value: float, unit: str, target: str | None = None) -> No
 
 
 def _client(kubeconfig: Path, context: str) -> AsyncClient:
-    return AsyncClient(KubeConfig.from_file(kubeconfig).get(context_name=context))
+    return AsyncClient(
+        KubeConfig.from_file(kubeconfig).get(context_name=context),
+        timeout=httpx2.Timeout(REQUEST_TIMEOUT),
+    )
 
 
 async def _ensure(client: AsyncClient, obj: Any) -> None:
@@ -231,12 +237,27 @@ def _service(name: str, exported: bool) -> core_v1.Service:
 
 
 async def _bounded(calls: list[Any]) -> float:
-    """Run ``calls`` (coroutine factories) ``WRITE_CONCURRENCY`` at a time; when the last ended."""
+    """Run ``calls`` (coroutine factories) ``WRITE_CONCURRENCY`` at a time; when the last ended.
+
+    A write that times out or meets a 5xx is tried again (a loaded API server sheds load);
+    "already exists" after a retried create and "not found" after a retried delete are done.
+    """
     sem = asyncio.Semaphore(WRITE_CONCURRENCY)
 
     async def one(call: Any) -> None:
         async with sem:
-            await call()
+            for attempt in range(WRITE_ATTEMPTS):
+                try:
+                    await call()
+                    return
+                except ApiError as e:
+                    if attempt and e.status.code in (404, 409):
+                        return
+                    if e.status.code is None or e.status.code < 500:
+                        raise
+                except httpx2.TransportError:
+                    pass
+            raise SystemExit(f"bench: a write failed {WRITE_ATTEMPTS} times")
 
     await asyncio.gather(*(one(c) for c in calls))
     return time.monotonic()

@@ -85,7 +85,9 @@ class MirrorSettings:
     retry_initial: float = 0.5
     retry_max: float = 30.0
     remote_timeout: float = 10.0
-    """Timeout of each request to the target's API server (connect, read)."""
+    """Timeout of each request to the target's API server (connect, read; watches: connect)."""
+    local_timeout: float = 30.0
+    """Timeout of each request to the local API server (a loaded one answers writes slowly)."""
     reconnect_after: int = 3
     """Consecutive remote failures after which the credentials are read again."""
 
