@@ -8,12 +8,18 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 import aiohttp
+import httpx2
 import pytest
 import yaml
+from lightkube.core.exceptions import ApiError
 
 from mesh.k8s.objects import Service
 from mesh.multicluster.mirror.admin import AdminServer, MirrorMetrics
-from mesh.multicluster.mirror.controller import MirrorController, MirrorSettings
+from mesh.multicluster.mirror.controller import (
+    MirrorController,
+    MirrorSettings,
+    describe_remote_error,
+)
 from mesh.multicluster.mirror.core import Namespace
 from tests.multicluster.fakes import (
     FakeLocal,
@@ -256,3 +262,36 @@ async def test_admin_port_serves_metrics_ready_and_live() -> None:
         assert 'gateway_probe_latency_ms_bucket{le="20.0",target_cluster_name="east"} 1.0' in text
     finally:
         await admin.stop()
+
+
+@pytest.mark.parametrize(
+    ("error", "reason", "says"),
+    [
+        (
+            httpx2.ConnectError("All connection attempts failed"),
+            "RemoteUnreachable",
+            "ConnectError",
+        ),
+        (httpx2.ReadTimeout(""), "RemoteUnreachable", "ReadTimeout"),
+    ],
+)
+def test_remote_errors_are_described(error: Exception, reason: str, says: str) -> None:
+    got_reason, message = describe_remote_error(error)
+    assert got_reason == reason
+    assert says in message
+
+
+@pytest.mark.parametrize(
+    ("code", "reason"), [(401, "RemoteUnauthorized"), (403, "RemoteForbidden")]
+)
+def test_refusals_are_described(code: int, reason: str) -> None:
+    request = httpx2.Request("GET", "https://target/api/v1/services")
+    response = httpx2.Response(
+        code,
+        request=request,
+        json={"kind": "Status", "code": code, "message": "services is forbidden", "reason": "x"},
+    )
+    error = ApiError(request=request, response=response)
+    got_reason, message = describe_remote_error(error)
+    assert got_reason == reason
+    assert "services is forbidden" in message

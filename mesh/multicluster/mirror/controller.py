@@ -163,12 +163,21 @@ class SystemResolver:
 
 def describe_remote_error(e: BaseException) -> tuple[str, str]:
     """A Link ``Ready`` reason and message for a failure talking to the target."""
-    status = getattr(getattr(e, "status", None), "code", None)
-    if status in (401, 403):
-        return "RemoteUnauthorized", f"the target's API server refused the credentials ({status})"
+    status = getattr(e, "status", None)
+    code = getattr(status, "code", None)
+    detail = getattr(status, "message", None) or str(e)
+    if code == 401:
+        return "RemoteUnauthorized", f"the target's API server refused the credentials: {detail}"
+    if code == 403:
+        return "RemoteForbidden", f"the credentials may not read the target: {detail}"
     if isinstance(e, httpx2.HTTPStatusError):
-        return "RemoteError", f"the target's API server answered {e.response.status_code}"
-    return "RemoteUnreachable", f"cannot reach the target's API server: {type(e).__name__}: {e}"
+        return "RemoteError", f"the target's API server answered {e.response.status_code}: {detail}"
+    return "RemoteUnreachable", f"cannot reach the target's API server: {_describe(e)}"
+
+
+def _describe(e: BaseException) -> str:
+    text = str(e)
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
 class _Reconnect(Exception):
@@ -402,8 +411,8 @@ class MirrorController:
                 await call
         except Exception as e:
             self._metrics.wrote(kind, False)
-            _log.warning("%s of mirror %s failed: %s", kind, key, e)
-            self._queue.put_nowait(CommandFailed(key, f"{kind} failed: {e}"))
+            _log.warning("%s of mirror %s failed: %s", kind, key, _describe(e))
+            self._queue.put_nowait(CommandFailed(key, f"{kind} failed: {_describe(e)}"))
             delay = self._retry_delay.get(key, self.settings.retry_initial)
             self._retry_delay[key] = min(delay * 2, self.settings.retry_max)
             self._spawn(self._retry_later(key, delay))
