@@ -58,8 +58,8 @@ WRITE_ATTEMPTS = 5
 REQUEST_TIMEOUT = 60.0
 SYNC_TIMEOUT = 120.0
 """Longest wait for any one phase (mirrors appearing or going) before the bench gives up..."""
-SYNC_TIMEOUT_PER_SERVICE = 0.5
-"""...plus this much per Service of the phase (a loaded machine writes ~10 objects/s)."""
+SYNC_TIMEOUT_PER_SERVICE = 1.0
+"""...plus this much per Service of the phase (a loaded machine may write a few objects/s)."""
 POLL_INTERVAL = 0.2
 STOP_TIMEOUT = 10.0
 GATEWAY_IDENTITY = "linkerd-gateway.linkerd-multicluster.serviceaccount.identity.linkerd.target"

@@ -80,6 +80,8 @@ class MirrorSettings:
     watch: WatchSettings = field(default_factory=WatchSettings)
     status_interval: float = 1.0
     """Shortest time between two writes of the Link's status."""
+    status_entries: int = 200
+    """Above this many entries the status interval grows in proportion (1000 entries: 5 s)."""
     write_concurrency: int = 32
     """Writes in flight at once (under load each waits on the API server, not the CPU)."""
     retry_initial: float = 0.5
@@ -364,13 +366,17 @@ class MirrorController:
             await asyncio.sleep(max(0.0, spec.period - (time.monotonic() - started)))
 
     async def _status_writer(self) -> None:
+        s = self.settings
+        pause = s.status_interval
         while True:
-            await asyncio.sleep(self.settings.status_interval)
+            await asyncio.sleep(pause)
             if not self._link_exists:
                 continue
             status = self.core.take_status()
             if status is None:
                 continue
+            # A status listing thousands of mirrors is a large write: space them out.
+            pause = s.status_interval * max(1.0, len(status["mirrorServices"]) / s.status_entries)
             try:
                 await self._local.patch_link_status(self.link_name, status)
             except httpx2.HTTPError as e:
