@@ -140,9 +140,9 @@ class HttpProber:
         try:
             async with httpx2.AsyncClient(timeout=timeout, trust_env=False) as client:
                 response = await client.get(f"http://{hostport}{path}")
-        except httpx2.HTTPError as e:
+        except Exception as e:  # any failure to get an answer is a failed probe
             elapsed = (time.monotonic() - started) * 1000
-            return ProbeOutcome(None, elapsed, f"{type(e).__name__}: {e}".rstrip(": "))
+            return ProbeOutcome(None, elapsed, _describe(e))
         return ProbeOutcome(response.status_code, (time.monotonic() - started) * 1000)
 
 
@@ -220,10 +220,17 @@ class MirrorController:
         self._remote_secret: str | None = None
         self._probe_task: asyncio.Task[None] | None = None
         self._probe_key: tuple[Any, ...] | None = None
+        self._broken: BaseException | None = None
 
     @property
     def ready(self) -> bool:
         return self.core.local_synced
+
+    def _feed_ended(self, task: asyncio.Task[None]) -> None:
+        """A feed never ends on its own: if one failed, stop (the pod restarts) - never hang."""
+        if not task.cancelled() and task.exception() is not None:
+            self._broken = task.exception()
+            self._queue.put_nowait(Retry(()))
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.create_task(coro)
@@ -241,10 +248,12 @@ class MirrorController:
             self._status_writer(),
         ]
         for feed in feeds:
-            self._spawn(feed)
+            self._spawn(feed).add_done_callback(self._feed_ended)
         try:
             while True:
                 event = await self._queue.get()
+                if self._broken is not None:
+                    raise RuntimeError(f"a feed of the controller failed: {self._broken!r}")
                 for command in self.core.handle(event):
                     self._dispatch(command)
         finally:
