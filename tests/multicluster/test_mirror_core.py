@@ -25,7 +25,7 @@ from mesh.multicluster.mirror.core import (
 )
 from mesh.multicluster.mirror.desired import Mode, mirror_service
 from mesh.multicluster.mirror.liveness import ProbeOutcome
-from tests.multicluster.support import (
+from tests.multicluster.mirror_support import (
     Driver,
     as_service,
     link,

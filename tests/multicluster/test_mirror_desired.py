@@ -15,7 +15,7 @@ from mesh.multicluster.mirror.desired import (
     mirror_mode,
     mirror_service,
 )
-from tests.multicluster.support import GATEWAY_IDENTITY, link, remote_service
+from tests.multicluster.mirror_support import GATEWAY_IDENTITY, link, remote_service
 
 MIRROR_LABELS = {
     "mirror.linkerd.io/mirrored-service": "true",

@@ -14,7 +14,7 @@ from mesh.multicluster.mirror.link import (
     parse_link,
     parse_selector,
 )
-from tests.multicluster.support import GATEWAY_IDENTITY, link, link_obj
+from tests.multicluster.mirror_support import GATEWAY_IDENTITY, link, link_obj
 
 
 def test_a_rendered_link_parses() -> None:
