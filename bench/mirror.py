@@ -407,12 +407,13 @@ def core_only(count: int) -> None:
     """
     from mesh.k8s.events import Deleted, Listed, Upserted
     from mesh.k8s.objects import EndpointSlice, Service, ServicePort
-    from mesh.multicluster.mirror import core as mc
+    from mesh.multicluster.mirror import messages as mc
+    from mesh.multicluster.mirror.core import MirrorCore
     from mesh.multicluster.mirror.desired import MirrorEndpoints
     from mesh.multicluster.mirror.link import parse_link
 
     link = parse_link({"metadata": {"name": LINK}, "spec": _LINK_SPEC})
-    engine = mc.MirrorCore(LINK)
+    engine = MirrorCore(LINK)
     feed = engine.handle
     feed(mc.LinkUpdated(link, link.gateway_addresses))
     feed(mc.LocalEvent(Listed(Service, ())))

@@ -7,7 +7,10 @@ from typing import Any
 
 from mesh.k8s.events import Deleted, Listed, Upserted
 from mesh.k8s.objects import Endpoint, EndpointSlice, Service, ServicePort
-from mesh.multicluster.mirror.core import (
+from mesh.multicluster.mirror.core import MirrorCore
+from mesh.multicluster.mirror.desired import MirrorEndpoints, MirrorService
+from mesh.multicluster.mirror.link import Link, parse_link
+from mesh.multicluster.mirror.messages import (
     ApplyEndpoints,
     ApplyService,
     Command,
@@ -16,12 +19,9 @@ from mesh.multicluster.mirror.core import (
     Event,
     LinkUpdated,
     LocalEvent,
-    MirrorCore,
     Namespace,
     RemoteEvent,
 )
-from mesh.multicluster.mirror.desired import MirrorEndpoints, MirrorService
-from mesh.multicluster.mirror.link import Link, parse_link
 
 CLUSTER = "east"
 DOMAIN = "east.local"

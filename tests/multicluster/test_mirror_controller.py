@@ -21,7 +21,7 @@ from mesh.multicluster.mirror.controller import (
     MirrorSettings,
     describe_remote_error,
 )
-from mesh.multicluster.mirror.core import Namespace
+from mesh.multicluster.mirror.messages import Namespace
 from tests.multicluster.fakes import (
     FakeLocal,
     FakeProber,

@@ -33,7 +33,11 @@ from mesh.k8s.objects import EndpointSlice, ObjectKey, Service
 from mesh.k8s.watching import WatchSettings
 from mesh.multicluster.kubeconfig import KubeconfigError, RemoteCluster, parse_kubeconfig
 from mesh.multicluster.mirror.admin import MirrorMetrics
-from mesh.multicluster.mirror.core import (
+from mesh.multicluster.mirror.core import MirrorCore
+from mesh.multicluster.mirror.desired import MirrorEndpoints, MirrorService
+from mesh.multicluster.mirror.link import Link, LinkError, parse_link
+from mesh.multicluster.mirror.liveness import ProbeOutcome
+from mesh.multicluster.mirror.messages import (
     ApplyEndpoints,
     ApplyService,
     Command,
@@ -45,7 +49,6 @@ from mesh.multicluster.mirror.core import (
     LinkInvalid,
     LinkUpdated,
     LocalEvent,
-    MirrorCore,
     Namespace,
     ProbeResult,
     RecordEvent,
@@ -53,9 +56,6 @@ from mesh.multicluster.mirror.core import (
     RemoteFailed,
     Retry,
 )
-from mesh.multicluster.mirror.desired import MirrorEndpoints, MirrorService
-from mesh.multicluster.mirror.link import Link, LinkError, parse_link
-from mesh.multicluster.mirror.liveness import ProbeOutcome
 
 __all__ = [
     "HttpProber",
