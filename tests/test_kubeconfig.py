@@ -3,37 +3,15 @@
 from __future__ import annotations
 
 import base64
-import datetime
 from typing import Any
 
 import pytest
 import yaml
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from mesh.multicluster.kubeconfig import MAX_SIZE, KubeconfigError, parse_kubeconfig
+from tests.pem import self_signed_ca_pem
 
-
-def _ca_pem() -> str:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "remote-ca")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(now)
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
-    return cert.public_bytes(serialization.Encoding.PEM).decode()
-
-
-CA = _ca_pem()
+CA = self_signed_ca_pem()
 
 
 def config(**changes: Any) -> dict[str, Any]:
@@ -147,3 +125,10 @@ def test_unusable_kubeconfigs_are_refused_clearly(case: str) -> None:
     source, message = BAD[case]
     with pytest.raises(KubeconfigError, match=message):
         parse_kubeconfig(source)
+
+
+def test_a_remote_cluster_writes_a_kubeconfig_that_reads_back_the_same() -> None:
+    remote = parse_kubeconfig(text(config()))
+    assert "abc.def" not in repr(remote)
+    back = parse_kubeconfig(yaml.safe_dump(remote.kubeconfig()))
+    assert (back.server, back.ca_pem, back.token) == (remote.server, remote.ca_pem, remote.token)

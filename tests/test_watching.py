@@ -52,7 +52,7 @@ class FakeClient:
     fail_create: bool = False
     grew: asyncio.Event = field(default_factory=asyncio.Event)
 
-    def list(self, resource: Any, namespace: str = "*") -> _Listing:
+    def list(self, resource: Any, namespace: str = "*", **_: Any) -> _Listing:
         return _Listing(self.listed.get(resource.__name__, []))
 
     async def watch(self, resource: Any, **_: Any) -> AsyncIterator[tuple[str, Any]]:
@@ -234,7 +234,7 @@ async def test_the_real_resources_are_the_ones_listed() -> None:
     seen: list[str] = []
 
     class Recording(FakeClient):
-        def list(self, resource: Any, namespace: str = "*") -> _Listing:
+        def list(self, resource: Any, namespace: str = "*", **_: Any) -> _Listing:
             seen.append(resource.__name__)
             return super().list(resource, namespace)
 

@@ -21,7 +21,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 import httpx2
 from lightkube import AsyncClient
@@ -169,11 +169,16 @@ async def list_and_watch(
     namespace: str = "*",
     settings: WatchSettings | None = None,
     report: SkipReporter | None = None,
+    labels: dict[str, str] | None = None,
+    on_error: Callable[[Exception], None] | None = None,
 ) -> AsyncIterator[WatchEvent[T]]:
     """Yield ``Listed`` with every ``resource`` in ``namespace``, then each change, forever.
 
     Objects ``convert`` fails on are skipped and told to ``report`` (see the module
-    docstring; ``event_reporter`` writes Events).
+    docstring; ``event_reporter`` writes Events). ``labels`` restricts the stream to
+    objects carrying all of them. ``on_error`` hears each transport failure before the
+    back-off (to report it); if it raises, the stream ends with that error instead of
+    retrying.
     """
     settings = settings or WatchSettings()
     delay = settings.retry_initial
@@ -181,7 +186,7 @@ async def list_and_watch(
     known = converter.known
     while True:
         try:
-            listing = client.list(resource, namespace=namespace)
+            listing = client.list(resource, namespace=namespace, labels=cast(Any, labels))
             known.clear()
             async for raw in listing:
                 converted = await converter(raw)
@@ -193,6 +198,7 @@ async def list_and_watch(
             watch = client.watch(
                 resource,
                 namespace=namespace,
+                labels=cast(Any, labels),
                 resource_version=version,
                 server_timeout=settings.server_timeout,
             )
@@ -212,6 +218,8 @@ async def list_and_watch(
             _log.warning(
                 "watching %s failed (%s); listing again in %.1fs", resource.__name__, e, delay
             )
+            if on_error is not None:
+                on_error(e)
         await asyncio.sleep(delay)
         delay = min(delay * 2, settings.retry_max)
 

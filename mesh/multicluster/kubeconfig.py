@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -57,10 +57,27 @@ class RemoteCluster:
     """The API server URL (``https://host[:port][/path]``)."""
     ca_pem: str
     """The CA certificates that sign the API server's certificate, PEM."""
-    token: str
-    """The bearer token of the link's service account."""
-    context: str
+    token: str = field(repr=False)
+    """The bearer token of the link's service account (never in a repr or message)."""
+    context: str = ""
     """The kubeconfig context these came from (for messages)."""
+
+    def kubeconfig(self) -> dict[str, Any]:
+        """A one-context kubeconfig for this cluster (for lightkube's ``KubeConfig.from_dict``)."""
+        ca = base64.b64encode(self.ca_pem.encode()).decode()
+        return {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {
+                    "name": "remote",
+                    "cluster": {"server": self.server, "certificate-authority-data": ca},
+                }
+            ],
+            "users": [{"name": "remote", "user": {"token": self.token}}],
+            "contexts": [{"name": "remote", "context": {"cluster": "remote", "user": "remote"}}],
+            "current-context": "remote",
+        }
 
 
 def parse_kubeconfig(text: str) -> RemoteCluster:
@@ -180,9 +197,9 @@ def _ca(cluster: dict[str, Any], name: str) -> str:
 
 
 def _token(user: dict[str, Any], name: str) -> str:
-    for field, why in _REFUSED_USER_FIELDS.items():
-        if user.get(field) is not None:
-            raise KubeconfigError(f"user {name!r} {why} ({field}); a link needs an inline token")
+    for key, why in _REFUSED_USER_FIELDS.items():
+        if user.get(key) is not None:
+            raise KubeconfigError(f"user {name!r} {why} ({key}); a link needs an inline token")
     token = _text(user.get("token"), f"user {name!r} token")
     if any(c.isspace() or not c.isprintable() for c in token):
         raise KubeconfigError(f"user {name!r} token contains whitespace or control characters")
