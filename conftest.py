@@ -5,4 +5,6 @@ pytest_plugins = [
     "fixtures.workloads",
     "fixtures.evidence",
     "fixtures.mesh",
+    "fixtures.kubectl",
+    "fixtures.seeds",
 ]

@@ -33,10 +33,11 @@ from mesh.destination.profiles import Profile
 from mesh.destination.snapshot import SnapshotEvent
 from mesh.destination.translate import profile_message, update_message
 from mesh.destination.watcher import DestinationWatcher, SubscriptionId
+from mesh.identity.bootstrap import add_identity_arguments, certify_from_identity, identity_settings
 from mesh.k8s import convert
 from mesh.k8s.annotations import parse_ports
 from mesh.k8s.objects import EndpointSlice, Pod, Service
-from mesh.k8s.watching import WatchSettings, list_and_watch, merge
+from mesh.k8s.watching import WatchSettings, event_reporter, list_and_watch, merge
 from mesh.proto import destination_pb2 as pb
 from mesh.proto import destination_pb2_grpc as pb_grpc
 from mesh.serving import ServerSettings, grpc_server, serve_until_stopped
@@ -54,6 +55,9 @@ __all__ = [
 ]
 
 _log = logging.getLogger(__name__)
+
+COMPONENT = "linkerd-destination"
+"""Names this service in the Events it writes about objects it skips (SEC-4)."""
 
 DEFAULT_PORT = 8086
 _SCHEMES = ("", "k8s")
@@ -77,16 +81,20 @@ class KubeObjectSource:
 
     def events(self) -> AsyncIterator[SnapshotEvent]:
         client, settings = self._client, self._settings
+        report = event_reporter(client, COMPONENT)
         streams: list[AsyncIterator[SnapshotEvent]] = [
-            list_and_watch(client, core_v1.Service, convert.service, Service, settings=settings),
+            list_and_watch(
+                client, core_v1.Service, convert.service, Service, settings=settings, report=report
+            ),
             list_and_watch(
                 client,
                 convert.RawEndpointSlice,
                 convert.endpoint_slice_raw,
                 EndpointSlice,
                 settings=settings,
+                report=report,
             ),
-            list_and_watch(client, core_v1.Pod, convert.pod, Pod, settings=settings),
+            list_and_watch(client, core_v1.Pod, convert.pod, Pod, settings=settings, report=report),
         ]
         return merge(*streams)
 
@@ -227,11 +235,18 @@ class DestinationServer:
         self._server: aio.Server | None = None
         self._feed: asyncio.Task[None] | None = None
 
-    async def start(self, address: str = f"0.0.0.0:{DEFAULT_PORT}") -> int:
-        """Start feeding the hub and serving on ``address``; return the bound port."""
+    async def start(
+        self,
+        address: str = f"0.0.0.0:{DEFAULT_PORT}",
+        credentials: grpc.ServerCredentials | None = None,
+    ) -> int:
+        """Feed the hub and serve on ``address`` ((m)TLS with ``credentials``); return the port."""
         server = grpc_server()
         pb_grpc.add_DestinationServicer_to_server(DestinationServicer(self.hub), server)
-        port = server.add_insecure_port(address)
+        if credentials is not None:
+            port = server.add_secure_port(address, credentials)
+        else:
+            port = server.add_insecure_port(address)
         if port == 0:
             raise OSError(f"cannot listen on {address}")
         self._feed = asyncio.create_task(self.hub.run(self._source), name="destination-feed")
@@ -272,6 +287,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--kubeconfig", default=None, help="default: in-cluster or $KUBECONFIG")
     parser.add_argument("--log-level", default="INFO")
+    add_identity_arguments(parser)
     return parser
 
 
@@ -290,8 +306,9 @@ async def _serve(args: argparse.Namespace) -> None:
         )
     kube_config = KubeConfig.from_file(args.kubeconfig) if args.kubeconfig else None
     client = AsyncClient(config=kube_config)
+    identity = await certify_from_identity(identity_settings(args))
     server = DestinationServer(config, KubeObjectSource(client))
-    port = await server.start(f"{args.address}:{args.port}")
+    port = await server.start(f"{args.address}:{args.port}", identity.serving.credentials())
     _log.info(
         "destination serving on %s:%d (cluster domain %s, trust domain %s)",
         args.address,
@@ -302,6 +319,7 @@ async def _serve(args: argparse.Namespace) -> None:
     try:
         await serve_until_stopped("destination", server.wait(), server.stop)
     finally:
+        await identity.close()
         await client.close()
 
 

@@ -32,10 +32,11 @@ from lightkube import AsyncClient
 from lightkube.config.kubeconfig import KubeConfig
 from lightkube.resources import core_v1
 
+from mesh.identity.bootstrap import add_identity_arguments, certify_from_identity, identity_settings
 from mesh.k8s import convert as k8s_convert
 from mesh.k8s.annotations import parse_ports
 from mesh.k8s.objects import Pod
-from mesh.k8s.watching import WatchSettings, list_and_watch, merge
+from mesh.k8s.watching import WatchSettings, event_reporter, list_and_watch, merge
 from mesh.policy import convert
 from mesh.policy.defaults import DefaultPolicy, PolicyConfig, parse_networks
 from mesh.policy.model import InboundServer, Network
@@ -69,6 +70,9 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 
+COMPONENT = "linkerd-policy"
+"""Names this service in the Events it writes about objects it skips (SEC-4)."""
+
 DEFAULT_PORT = 8090
 DEFAULT_ADMIN_PORT = 9990
 """Linkerd's policy controller admin port (``/ready``, ``/live``)."""
@@ -95,6 +99,7 @@ class KubeObjectSource:
 
     def events(self) -> AsyncIterator[PolicyEvent]:
         client, settings = self._client, self._settings
+        report = event_reporter(client, COMPONENT)
         # Namespaces are cluster-scoped: ``list_and_watch`` is typed for namespaced
         # kinds, but namespace "" leaves the namespace out of the request path.
         namespaces = list_and_watch(
@@ -104,12 +109,20 @@ class KubeObjectSource:
             Namespace,
             namespace="",
             settings=settings,
+            report=report,
         )
         streams: list[AsyncIterator[PolicyEvent]] = [
-            list_and_watch(client, core_v1.Pod, k8s_convert.pod, Pod, settings=settings),
+            list_and_watch(
+                client, core_v1.Pod, k8s_convert.pod, Pod, settings=settings, report=report
+            ),
             namespaces,
             list_and_watch(
-                client, convert.ServerResource, convert.server, Server, settings=settings
+                client,
+                convert.ServerResource,
+                convert.server,
+                Server,
+                settings=settings,
+                report=report,
             ),
             list_and_watch(
                 client,
@@ -117,6 +130,7 @@ class KubeObjectSource:
                 convert.server_authorization,
                 ServerAuthorization,
                 settings=settings,
+                report=report,
             ),
             list_and_watch(
                 client,
@@ -124,6 +138,7 @@ class KubeObjectSource:
                 convert.authorization_policy,
                 AuthorizationPolicy,
                 settings=settings,
+                report=report,
             ),
             list_and_watch(
                 client,
@@ -131,6 +146,7 @@ class KubeObjectSource:
                 convert.meshtls_authentication,
                 MeshTLSAuthentication,
                 settings=settings,
+                report=report,
             ),
             list_and_watch(
                 client,
@@ -138,6 +154,7 @@ class KubeObjectSource:
                 convert.network_authentication,
                 NetworkAuthentication,
                 settings=settings,
+                report=report,
             ),
         ]
         return merge(*streams)
@@ -276,12 +293,21 @@ class PolicyServer:
         return int(sock.getsockname()[1])
 
     async def start(
-        self, address: str = f"0.0.0.0:{DEFAULT_PORT}", admin: tuple[str, int] | None = None
+        self,
+        address: str = f"0.0.0.0:{DEFAULT_PORT}",
+        admin: tuple[str, int] | None = None,
+        credentials: grpc.ServerCredentials | None = None,
     ) -> tuple[int, int | None]:
-        """Feed the hub and serve on ``address`` (and ``admin``); return the bound ports."""
+        """Feed the hub and serve on ``address`` (and ``admin``); return the bound ports.
+
+        With ``credentials`` the gRPC port serves (m)TLS, else plaintext.
+        """
         server = grpc_server()
         pb_grpc.add_InboundServerPoliciesServicer_to_server(InboundPolicyServicer(self.hub), server)
-        port = server.add_insecure_port(address)
+        if credentials is not None:
+            port = server.add_secure_port(address, credentials)
+        else:
+            port = server.add_insecure_port(address)
         if port == 0:
             raise OSError(f"cannot listen on {address}")
         admin_port = await self._start_admin(*admin) if admin is not None else None
@@ -357,6 +383,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--kubeconfig", default=None, help="default: in-cluster or $KUBECONFIG")
     parser.add_argument("--log-level", default="INFO")
+    add_identity_arguments(parser)
     return parser
 
 
@@ -380,8 +407,13 @@ async def _serve(args: argparse.Namespace) -> None:
     config = _config(args)
     kube_config = KubeConfig.from_file(args.kubeconfig) if args.kubeconfig else None
     client = AsyncClient(config=kube_config)
+    identity = await certify_from_identity(identity_settings(args))
     server = PolicyServer(config, KubeObjectSource(client))
-    port, admin = await server.start(f"{args.address}:{args.port}", (args.address, args.admin_port))
+    port, admin = await server.start(
+        f"{args.address}:{args.port}",
+        (args.address, args.admin_port),
+        identity.serving.credentials(),
+    )
     _log.info(
         "policy serving on %s:%d, admin on %s (default policy %s, cluster networks %s)",
         args.address,
@@ -393,6 +425,7 @@ async def _serve(args: argparse.Namespace) -> None:
     try:
         await serve_until_stopped("policy", server.wait(), server.stop)
     finally:
+        await identity.close()
         await client.close()
 
 

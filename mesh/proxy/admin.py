@@ -1,9 +1,8 @@
-"""The admin port (4191): ``/metrics``, ``/ready``, ``/live`` and ``/tap``.
+"""The admin port (4191): ``/metrics``, ``/ready`` and ``/live``.
 
-``/tap`` streams tap events as JSON lines (chunked) until the client goes away
-or ``limit`` events were sent; query parameters ``direction``, ``authority``,
-``path`` (a prefix) and ``method`` filter them. Other requests get 404 (405 for
-methods other than GET/HEAD). Plain HTTP/1.1 with keep-alive, on h11.
+Other requests get 404 (405 for methods other than GET/HEAD). Plain HTTP/1.1
+with keep-alive, on h11. Tap is not served here: it has its own port, over
+mTLS, for the identities allowed to tap only (``mesh.proxy.tap_server``, SEC-2).
 
 Hostile input costs only its own connection (SEC-1): a request head larger than
 ``AdminLimits.max_head`` gets 431 (h11's hint) and the connection closes; a
@@ -19,15 +18,14 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 import h11
 
 from mesh.proxy.connection import Conn
-from mesh.proxy.tap import TapHub, TapMatch
-from mesh.proxy.telemetry import Direction, ProxyMetrics
+from mesh.proxy.telemetry import ProxyMetrics
 
-__all__ = ["Admin", "AdminLimits", "tap_match"]
+__all__ = ["Admin", "AdminLimits"]
 
 _TEXT = b"text/plain; charset=utf-8"
 _METRICS = b"text/plain; version=0.0.4"
@@ -39,8 +37,9 @@ class AdminLimits:
 
     request: float = 10.0
     """A request (head and body) must arrive in full within this, once started."""
-    idle: float = 60.0
-    """A keep-alive connection with no request in progress is closed after this."""
+    idle: float = 30.0
+    """A keep-alive connection with no request in progress is closed after this
+    (Prometheus scrapes every 10 s, so its connections stay open)."""
     max_head: int = 16 * 1024
     """The largest request head (request line and headers)."""
     max_body: int = 64 * 1024
@@ -59,41 +58,18 @@ class _Closed(Exception):
     """The peer went away or stopped sending in time: close without answering."""
 
 
-def tap_match(query: str) -> tuple[TapMatch, int | None]:
-    """The filter and event limit asked for by a ``/tap`` query string.
-
-    Raises ``ValueError`` for an unknown direction or a bad limit.
-    """
-    params = {k: v[-1] for k, v in parse_qs(query).items()}
-    direction = params.get("direction")
-    limit = params.get("limit")
-    if limit is not None and (not limit.isdigit() or int(limit) == 0):
-        raise ValueError(f"limit must be a positive integer, got {limit!r}")
-    match = TapMatch(
-        direction=Direction(direction.lower()) if direction else None,
-        authority=params.get("authority"),
-        path_prefix=params.get("path"),
-        method=params.get("method"),
-    )
-    return match, int(limit) if limit else None
-
-
 class Admin:
     """Serves the admin endpoints."""
 
     def __init__(
         self,
         metrics: ProxyMetrics,
-        tap: TapHub,
         *,
         ready: Callable[[], bool],
-        tap_capacity: int,
         limits: AdminLimits | None = None,
     ) -> None:
         self.metrics = metrics
-        self.tap = tap
         self.ready = ready
-        self.tap_capacity = tap_capacity
         self.limits = limits or AdminLimits()
 
     async def handle(self, conn: Conn) -> None:
@@ -114,9 +90,6 @@ class Admin:
             method = event.method.decode("ascii", "replace")
             if method not in ("GET", "HEAD"):
                 await self._send(conn, http, 405, b"method not allowed\n")
-            elif target.path == "/tap":
-                await self._tap(conn, http, target.query)
-                return
             elif target.path == "/metrics":
                 body = self.metrics.render().encode()
                 await self._send(conn, http, 200, body, _METRICS)
@@ -136,37 +109,51 @@ class Admin:
     async def _request(self, conn: Conn, http: h11.Connection) -> h11.Request | None:
         """The next complete request (its body read and dropped); ``None``: the peer is done.
 
-        Raises ``_Refuse`` for a request to answer with an error, ``_Closed`` for
-        a peer that broke off or was too slow.
+        The connection may idle ``limits.idle`` before a request; from its first
+        byte, the whole request must arrive within ``limits.request``. Raises
+        ``_Refuse`` for a request to answer with an error, ``_Closed`` for a peer
+        that broke off or idled too long.
         """
         limits = self.limits
-        try:
-            async with asyncio.timeout(limits.idle):
-                first = await self._next(conn, http)
-        except TimeoutError:
-            raise _Closed("idle") from None
-        if isinstance(first, h11.ConnectionClosed):
-            return None
-        if not isinstance(first, h11.Request):
-            raise _Closed(f"unexpected {type(first).__name__}")
+        loop = asyncio.get_running_loop()
+        request: h11.Request | None = None
         body = 0
+        started_at: float | None = None
         try:
-            async with asyncio.timeout(limits.request):
+            async with asyncio.timeout(limits.idle) as deadline:
+
+                def started() -> None:
+                    nonlocal started_at
+                    if started_at is None:
+                        started_at = loop.time()
+                        deadline.reschedule(started_at + limits.request)
+
+                if http.trailing_data[0]:
+                    started()
                 while True:
-                    event = await self._next(conn, http)
-                    if isinstance(event, h11.EndOfMessage):
-                        return first
-                    if not isinstance(event, h11.Data):
+                    event = await self._next(conn, http, started)
+                    if request is None:
+                        if isinstance(event, h11.ConnectionClosed):
+                            return None
+                        if not isinstance(event, h11.Request):
+                            raise _Closed(f"unexpected {type(event).__name__}")
+                        request = event
+                    elif isinstance(event, h11.EndOfMessage):
+                        return request
+                    elif isinstance(event, h11.Data):
+                        body += len(event.data)
+                        if body > limits.max_body:
+                            raise _Refuse(413, "request body too large")
+                    else:
                         raise _Closed(f"request ended early: {type(event).__name__}")
-                    body += len(event.data)
-                    if body > limits.max_body:
-                        raise _Refuse(413, "request body too large")
         except TimeoutError:
+            if started_at is None:
+                raise _Closed("idle") from None
             raise _Refuse(408, "request timed out") from None
 
     @staticmethod
-    async def _next(conn: Conn, http: h11.Connection) -> object:
-        """The next h11 event; reads as needed.
+    async def _next(conn: Conn, http: h11.Connection, received: Callable[[], None]) -> object:
+        """The next h11 event; reads as needed (calling ``received`` on bytes).
 
         Raises ``_Refuse`` for a malformed request, ``_Closed`` when the peer
         went away (any event after that would be ``ConnectionClosed`` again).
@@ -181,6 +168,8 @@ class Admin:
                     data = await conn.read()
                 except (ConnectionError, OSError) as e:
                     raise _Closed(str(e)) from None
+                if data:
+                    received()
                 http.receive_data(data)
                 continue
             if event is h11.PAUSED:
@@ -212,44 +201,3 @@ class Admin:
         data += (http.send(h11.Data(body)) or b"") + (http.send(h11.EndOfMessage()) or b"")
         conn.write(data)
         await conn.drain()
-
-    async def _tap(self, conn: Conn, http: h11.Connection, query: str) -> None:
-        try:
-            match, limit = tap_match(query)
-        except ValueError as e:
-            await self._send(conn, http, 400, f"{e}\n".encode())
-            return
-        wake = asyncio.Event()
-        subscription = self.tap.subscribe(match, capacity=self.tap_capacity, notify=wake.set)
-        gone = asyncio.ensure_future(conn.read())
-        try:
-            head = h11.Response(
-                status_code=200, headers=[(b"content-type", b"application/x-ndjson")]
-            )
-            conn.write(http.send(head) or b"")
-            await conn.drain()
-            sent = 0
-            while limit is None or sent < limit:
-                waiter = asyncio.ensure_future(wake.wait())
-                done, _ = await asyncio.wait({waiter, gone}, return_when=asyncio.FIRST_COMPLETED)
-                waiter.cancel()
-                if gone in done:
-                    return
-                wake.clear()
-                events = subscription.drain()
-                if limit is not None:
-                    events = events[: limit - sent]
-                sent += len(events)
-                lines = "".join(e.to_line() for e in events).encode()
-                if lines:
-                    conn.write(http.send(h11.Data(lines)) or b"")
-                    await conn.drain()
-            conn.write(http.send(h11.EndOfMessage()) or b"")
-            await conn.drain()
-        except (ConnectionError, OSError):
-            return
-        finally:
-            self.tap.unsubscribe(subscription)
-            gone.cancel()
-            with contextlib.suppress(asyncio.CancelledError, ConnectionError, OSError):
-                await gone
