@@ -72,14 +72,21 @@ def test_tool_images_run_the_tools_users_call(
             "busybox:1.36",
             ["sh", "-c"],
             [
-                f"nslookup {fqdn} && nc -z -w 5 server 8080 && echo nc-ok && busybox true && "
-                "echo busybox-ok"
+                # the Service answers once kube-proxy has its endpoint: nc is asked until then
+                f"nslookup {fqdn} && timeout 60 sh -c 'until nc -z -w 2 server 8080; do "
+                "sleep 0.2; done' && echo nc-ok && busybox true && echo busybox-ok"
             ],
             [f"Name:\t{fqdn}", "nc-ok", "busybox-ok"],
         ),
         # alpine has no entry point: args alone replace its /bin/sh
         ("alpine", "alpine:3.20", None, ["/bin/sh", "-c", "echo alpine-sh-ok"], ["alpine-sh-ok"]),
-        ("curl", "curlimages/curl:8.10.1", None, ["-sS", "http://server:8080/"], ['"pod"']),
+        (
+            "curl",
+            "curlimages/curl:8.10.1",
+            None,
+            ["-sS", "--retry", "20", "--retry-connrefused", "http://server:8080/"],
+            ['"pod"'],
+        ),
         (
             "netshoot",
             "nicolaka/netshoot",
