@@ -5,4 +5,5 @@ pytest_plugins = [
     "fixtures.workloads",
     "fixtures.evidence",
     "fixtures.mesh",
+    "fixtures.multicluster",
 ]

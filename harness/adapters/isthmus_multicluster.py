@@ -153,6 +153,7 @@ class IsthmusMulticluster:
         name: str | None = None,
         extra_args: Sequence[str] = (),
         edit: Edit | None = None,
+        wait: bool = True,
     ) -> LinkRecord:
         name = name or target.name
         done = self._run(
@@ -167,7 +168,8 @@ class IsthmusMulticluster:
         path.write_text(text)
         path.chmod(0o600)  # it carries the remote-access token
         self._apply(source, text, f"the link to {target.name} as {name}")
-        self._rollout(source, mirror_controller(name), TIMEOUTS.link_ready)
+        if wait:
+            self._rollout(source, mirror_controller(name), TIMEOUTS.link_ready)
         return LinkRecord(source.name, target.name, name, tuple(manifest_refs(text)))
 
     def unlink(self, source: Cluster, name: str) -> None:

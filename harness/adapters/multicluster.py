@@ -33,6 +33,7 @@ __all__ = [
     "LinkRecord",
     "MulticlusterAdapter",
     "link_conditions",
+    "link_status_entries",
     "parse_gateways",
 ]
 
@@ -98,7 +99,19 @@ def parse_gateways(text: str) -> list[GatewayRow]:
 def link_conditions(
     link: Mapping[str, Any], names: Sequence[str], namespace: str
 ) -> list[dict[str, Any]]:
-    """The status conditions a Link's status holds for one Service (remote or mirror name).
+    """The status conditions a Link's status holds for one Service (remote or mirror name)."""
+    return [
+        c
+        for entry in link_status_entries(link, names, namespace)
+        for c in entry["conditions"]
+        if isinstance(c, dict)
+    ]
+
+
+def link_status_entries(
+    link: Mapping[str, Any], names: Sequence[str], namespace: str
+) -> list[dict[str, Any]]:
+    """The entries of a Link's status about one Service (remote or mirror name).
 
     The status is searched for entries carrying ``conditions`` and a reference (``*Ref``)
     to one of ``names`` in ``namespace``, whatever list they sit in, so the check does
@@ -118,7 +131,7 @@ def link_conditions(
     def walk(node: Any) -> None:
         if isinstance(node, Mapping):
             if isinstance(node.get("conditions"), list) and refers(node):
-                found.extend(c for c in node["conditions"] if isinstance(c, dict))
+                found.append(dict(node))
                 return
             for value in node.values():
                 walk(value)
@@ -154,12 +167,13 @@ class MulticlusterAdapter(Protocol):
         name: str | None = None,
         extra_args: Sequence[str] = (),
         edit: Any = None,
+        wait: bool = True,
     ) -> LinkRecord:
         """Make ``source`` mirror ``target`` as ``name`` (default: the target's name).
 
         ``extra_args`` go to the link command; ``edit`` (a callable taking and returning
         the list of rendered objects) may change what is applied. Returns once the link's
-        mirror controller is ready.
+        mirror controller is ready (unless ``wait`` is false).
         """
         ...
 
