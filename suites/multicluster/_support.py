@@ -213,3 +213,53 @@ def private_link(
         except MeshError:
             if record is not None:
                 raise
+
+
+LINK_LABEL = "isthmus.io/link"
+"""The label a test's private link selects its Services by (value: the link's name)."""
+
+
+def link_path(name: str) -> str:
+    return f"/apis/multicluster.linkerd.io/v1alpha3/namespaces/{MC_NAMESPACE}/links/{name}"
+
+
+def patch_link(kube: Kube, name: str, patch: dict[str, Any]) -> None:
+    import json
+
+    r = kube.http.patch(
+        link_path(name),
+        content=json.dumps(patch),
+        headers={"Content-Type": "application/merge-patch+json"},
+    )
+    assert r.status_code == 200, f"[{kube.name}] patching Link {name}: {r.status_code} {r.text}"
+
+
+def delete_link(kube: Kube, name: str) -> None:
+    r = kube.http.delete(link_path(name))
+    assert r.status_code in (200, 202, 404), f"[{kube.name}] deleting Link {name}: {r.text}"
+
+
+def controller_pods(linked: Linked, cluster: str, link: str) -> list[str]:
+    pods = linked.kube[cluster].pods(
+        MC_NAMESPACE, {"component": "linkerd-service-mirror", CLUSTER_NAME: link}
+    )
+    return [str(p.metadata.name) for p in pods if p.metadata is not None]
+
+
+def scale_controller(linked: Linked, cluster: str, link: str, replicas: int) -> None:
+    """Scale ``link``'s mirror controller; wait until its pods are gone or it is ready."""
+    from lightkube.resources.apps_v1 import Deployment
+
+    k = linked.kube[cluster]
+    name = f"linkerd-service-mirror-{link}"
+    k.client.patch(Deployment, name, {"spec": {"replicas": replicas}}, namespace=MC_NAMESPACE)
+    if replicas:
+        k.wait_deployment_ready(name, MC_NAMESPACE, timeout=TIMEOUTS.link_ready)
+        return
+
+    def stopped() -> bool:
+        left = controller_pods(linked, cluster, link)
+        assert not left, f"pods left: {left}"
+        return True
+
+    eventually(f"[{cluster}] mirror controller of {link} stopped", stopped, TIMEOUTS.pod_deleted)
