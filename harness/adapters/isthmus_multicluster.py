@@ -111,6 +111,26 @@ class IsthmusMulticluster:
         )
         return manifest_refs(done.stdout)
 
+    def multicluster_uninstall(self, cluster: Cluster) -> None:
+        refs = self._run(
+            [*self.isthmus, "multicluster", "uninstall", *self._target(cluster)],
+            f"[{cluster.name}] multicluster uninstall",
+        )
+        self._run(
+            self._kubectl(
+                cluster,
+                "delete",
+                "--ignore-not-found",
+                "--wait=true",
+                f"--timeout={TIMEOUTS.mesh_uninstall:.0f}s",
+                "-f",
+                "-",
+            ),
+            f"[{cluster.name}] deleting what multicluster uninstall names",
+            input=refs.stdout,
+            timeout=TIMEOUTS.mesh_uninstall + TIMEOUTS.mesh_command,
+        )
+
     def _rollout(self, cluster: Cluster, deployment: str, timeout: float) -> None:
         self._run(
             self._kubectl(

@@ -156,6 +156,10 @@ class MulticlusterAdapter(Protocol):
         """What ``multicluster uninstall`` would remove (without removing it)."""
         ...
 
+    def multicluster_uninstall(self, cluster: Cluster) -> None:
+        """Remove the extension from ``cluster`` (after its links were removed)."""
+        ...
+
     def multicluster_installed_objects(self, cluster: Cluster) -> list[ObjectRef]:
         """What ``multicluster_install`` applied to ``cluster``."""
         ...
