@@ -10,6 +10,7 @@ from mesh.inject.cli import inject
 from mesh.install.cli import install, uninstall
 from mesh.install.components import component
 from mesh.install.target import KubeTarget, kube_options
+from mesh.multicluster.cli import multicluster
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -27,3 +28,7 @@ main.add_command(check)
 main.add_command(inject)
 main.add_command(identity)
 main.add_command(component)
+main.add_command(multicluster)
+main.add_command(
+    click.Group("mc", commands=multicluster.commands, hidden=True, help="Alias of multicluster.")
+)

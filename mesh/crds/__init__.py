@@ -4,6 +4,10 @@ One file per API group (``<group>.yaml``); ``crds()`` returns their documents
 with the ``linkerd.io/control-plane-ns`` label set to the control-plane
 namespace. ``REQUIRED`` lists every CRD name with the versions it must serve,
 which is what ``isthmus check`` looks for.
+
+The Link CRD belongs to the multicluster extension, as in Linkerd: ``install
+--crds`` prints ``GROUPS`` only, ``multicluster install`` prints ``link_crd()``,
+and ``check --multicluster`` looks for ``LINK_CRD``.
 """
 
 from __future__ import annotations
@@ -15,15 +19,20 @@ from typing import Any
 
 import yaml
 
-__all__ = ["GROUPS", "REQUIRED", "crds"]
+__all__ = ["ALL_GROUPS", "GROUPS", "LINK_CRD", "LINK_VERSIONS", "REQUIRED", "crds", "link_crd"]
 
 GROUPS = (
     "policy.linkerd.io",
     "split.smi-spec.io",
-    "multicluster.linkerd.io",
     "gateway.networking.k8s.io",
 )
 """The API groups whose CRDs ``isthmus install --crds`` prints, in that order."""
+MULTICLUSTER_GROUP = "multicluster.linkerd.io"
+ALL_GROUPS = (*GROUPS, MULTICLUSTER_GROUP)
+"""Every group shipped, the multicluster extension's included."""
+LINK_CRD = "links.multicluster.linkerd.io"
+LINK_VERSIONS = ("v1alpha1", "v1alpha2", "v1alpha3")
+"""The Link versions served; v1alpha3 is stored and is what ``multicluster link`` writes."""
 
 REQUIRED: dict[str, tuple[str, ...]] = {
     "servers.policy.linkerd.io": ("v1beta1", "v1beta3"),
@@ -33,7 +42,6 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "networkauthentications.policy.linkerd.io": ("v1alpha1",),
     "httproutes.policy.linkerd.io": ("v1beta3",),
     "trafficsplits.split.smi-spec.io": ("v1alpha1", "v1alpha2"),
-    "links.multicluster.linkerd.io": ("v1alpha1",),
     "httproutes.gateway.networking.k8s.io": ("v1",),
 }
 """CRD name -> the versions the mesh and the seeds' manifests use."""
@@ -47,12 +55,20 @@ def _load(group: str) -> tuple[dict[str, Any], ...]:
     return tuple(doc for doc in yaml.safe_load_all(text) if doc)
 
 
-def crds(control_plane_ns: str = "linkerd") -> list[dict[str, Any]]:
-    """Every CRD document, labelled for ``control_plane_ns``; callers may modify them."""
+def crds(
+    control_plane_ns: str = "linkerd", groups: tuple[str, ...] = GROUPS
+) -> list[dict[str, Any]]:
+    """The CRDs of ``groups``, labelled for ``control_plane_ns``; callers may modify them."""
     docs: list[dict[str, Any]] = []
-    for group in GROUPS:
+    for group in groups:
         for doc in _load(group):
             crd = copy.deepcopy(doc)
             crd["metadata"].setdefault("labels", {})[_CONTROL_PLANE_NS_LABEL] = control_plane_ns
             docs.append(crd)
     return docs
+
+
+def link_crd(control_plane_ns: str = "linkerd") -> dict[str, Any]:
+    """The Link CRD, as ``multicluster install`` prints it."""
+    (crd,) = crds(control_plane_ns, (MULTICLUSTER_GROUP,))
+    return crd

@@ -77,3 +77,24 @@ def mirror_service_name(service: str, cluster: str) -> str:
 
 def federated_service_name(service: str) -> str:
     return f"{service}-federated"
+
+
+# -- on the gateway Service, read by ``multicluster link`` -------------------------------------
+GATEWAY_IDENTITY: Final = "mirror.linkerd.io/gateway-identity"
+PROBE_PATH_ANNOTATION: Final = "mirror.linkerd.io/probe-path"
+PROBE_PERIOD_ANNOTATION: Final = "mirror.linkerd.io/probe-period"
+"""Seconds between probes (``"3"``); the Link carries it as a duration (``"3s"``)."""
+
+# -- the extension's own objects ---------------------------------------------------------------
+EXTENSION: Final = "linkerd.io/extension"
+"""Label ``multicluster`` on everything ``multicluster install`` and ``allow`` create."""
+EXTENSION_NAME: Final = "multicluster"
+COMPONENT: Final = "component"
+SERVICE_MIRROR_COMPONENT: Final = "linkerd-service-mirror"
+"""``component`` label value of every Link's mirror-controller Deployment and pods."""
+MIRROR_ADMIN_PORT_NAME: Final = "admin-http"
+
+
+def token_secret_name(service_account: str) -> str:
+    """The long-lived token Secret ``install``/``allow`` create for a remote-access account."""
+    return f"{service_account}-token"

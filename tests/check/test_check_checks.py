@@ -113,10 +113,10 @@ BROKEN: list[tuple[str, Change, str, Status, str, str]] = [
     ),
     (
         "crd missing",
-        without("crds", "links.multicluster.linkerd.io"),
+        without("crds", "httproutes.gateway.networking.k8s.io"),
         "control plane CustomResourceDefinitions exist",
         Status.FAIL,
-        "links.multicluster.linkerd.io is missing",
+        "httproutes.gateway.networking.k8s.io is missing",
         "isthmus install --crds | kubectl apply -f -",
     ),
     (

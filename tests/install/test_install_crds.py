@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
-from mesh.crds import GROUPS, REQUIRED, crds
+from mesh.crds import ALL_GROUPS, GROUPS, LINK_CRD, LINK_VERSIONS, REQUIRED, crds, link_crd
 from mesh.install import dump_all, load_all
 
-ALL = crds()
+ALL = crds(groups=ALL_GROUPS)
 BY_NAME = {c["metadata"]["name"]: c for c in ALL}
 
 _LOGIC = ("allOf", "anyOf", "oneOf", "not")
@@ -42,7 +42,8 @@ def structural_problems(node: Any, path: str = "") -> list[str]:
 
 
 def test_every_group_ships_and_names_are_plural_dot_group() -> None:
-    assert {c["spec"]["group"] for c in ALL} == set(GROUPS)
+    assert {c["spec"]["group"] for c in ALL} == set(ALL_GROUPS)
+    assert {c["spec"]["group"] for c in crds()} == set(GROUPS)
     for crd in ALL:
         spec = crd["spec"]
         assert crd["apiVersion"] == "apiextensions.k8s.io/v1"
@@ -103,6 +104,32 @@ def test_seed_fields_are_typed() -> None:
     link_spec = link["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
     for field in ("targetClusterName", "gatewayAddress", "selector", "remoteDiscoverySelector"):
         assert field in link_spec
+
+
+def test_the_link_crd_belongs_to_the_multicluster_extension() -> None:
+    assert LINK_CRD not in {c["metadata"]["name"] for c in crds()}
+    crd = link_crd("mesh-system")
+    assert crd["metadata"]["name"] == LINK_CRD
+    assert crd["metadata"]["labels"] == {
+        "linkerd.io/control-plane-ns": "mesh-system",
+        "linkerd.io/extension": "multicluster",
+    }
+    versions = crd["spec"]["versions"]
+    assert tuple(v["name"] for v in versions) == LINK_VERSIONS
+    assert [v["name"] for v in versions if v["storage"]] == ["v1alpha3"]
+    probe = versions[-1]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"][
+        "probeSpec"
+    ]["properties"]
+    assert probe["failureThreshold"] == {
+        "description": probe["failureThreshold"]["description"],
+        "type": "string",
+        "default": "3",
+    }
+    assert probe["timeout"]["default"] == "30s"
+    spec = versions[-1]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+    assert spec["gatewayPort"]["type"] == "string"
+    for field in ("federatedServiceSelector", "excludedAnnotations", "excludedLabels"):
+        assert field in spec
 
 
 def test_protected_gateway_group_is_approved() -> None:
