@@ -13,7 +13,8 @@ Rules, after Linkerd's destination service:
 - an endpoint carries a TLS identity and protocol hint only if its pod is
   meshed (has the proxy, no opt-out for that port);
 - a port is opaque when the service's or the pod's ``opaque-ports`` lists it
-  (the configured defaults when the annotation is absent).
+  (the configured defaults when the annotation is absent);
+- a gateway-mode mirror's endpoints are the remote gateway (see ``mirrors``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 
 from mesh.destination.authority import IpTarget, ServiceTarget, Target
 from mesh.destination.config import DEFAULT_WEIGHT, DiscoveryConfig
+from mesh.destination.mirrors import gateway_endpoint, is_gateway_mirror
 from mesh.destination.snapshot import ClusterSnapshot
 from mesh.k8s.annotations import (
     DISABLE_IDENTITY,
@@ -243,6 +245,9 @@ def _service_endpoints(
     for slice_ in snapshot.slices(service.key):
         if slice_.address_type not in _SERVED_ADDRESS_TYPES:
             continue
+        gateway = (
+            gateway_endpoint(service, slice_, port) if is_gateway_mirror(service, slice_) else None
+        )
         for endpoint in slice_.endpoints:
             if not endpoint.ready or not endpoint.addresses:
                 continue
@@ -256,6 +261,15 @@ def _service_endpoints(
             labels = dict(set_labels)
             if endpoint.zone:
                 labels["zone"] = endpoint.zone
+            if gateway is not None and pod is None:
+                labels.update(gateway.labels)
+                endpoints[address] = WeightedEndpoint(
+                    address,
+                    labels=labels,
+                    identity=gateway.identity,
+                    authority_override=gateway.authority_override,
+                )
+                continue
             endpoints[address] = pod_endpoint(address, pod, config, labels=labels, opaque=opaque)
     return EndpointSet(endpoints, set_labels)
 

@@ -7,7 +7,8 @@ turns the input into it. It adds, and never changes what is there:
 
 - init container ``linkerd-init`` (first, so later init containers are already
   redirected), which sets the pod's iptables redirection;
-- container ``linkerd-proxy`` (first), with the environment of ``proxyenv``;
+- container ``linkerd-proxy`` (first), with the environment of ``proxyenv``
+  (gateway mode when annotated ``config.linkerd.io/enable-gateway: "true"``);
 - volumes for the identity token and the in-memory identity directory;
 - annotations ``linkerd.io/proxy-version``, ``linkerd.io/identity-mode``,
   ``linkerd.io/created-by``, ``linkerd.io/trust-root-sha256``; labels
@@ -37,6 +38,7 @@ from mesh.inject.proxyenv import (
 )
 from mesh.install.values import DEFAULT_INBOUND_POLICIES, Values
 from mesh.k8s.annotations import PROXY_CONTAINER, parse_ports
+from mesh.multicluster.labels import ENABLE_GATEWAY
 
 __all__ = [
     "DEFAULT_INBOUND_POLICY",
@@ -101,6 +103,13 @@ def _join(*lists: str) -> str:
     return str(parse_ports(",".join(x for x in lists if x)))
 
 
+def _gateway(annotations: Mapping[str, str]) -> bool:
+    value = annotations.get(ENABLE_GATEWAY, "").strip().lower()
+    if value not in ("", "true", "false"):
+        raise InjectError(f'{ENABLE_GATEWAY}: {value!r} is not "true" or "false"')
+    return value == "true"
+
+
 def pod_settings(
     spec: Mapping[str, Any], annotations: Mapping[str, str], values: Values
 ) -> PodSettings:
@@ -132,6 +141,7 @@ def pod_settings(
         skip_outbound_ports=_join(
             values.ignore_outbound_ports, annotations.get(SKIP_OUTBOUND_PORTS, "")
         ),
+        gateway=_gateway(annotations),
     )
 
 

@@ -28,6 +28,8 @@ Inbound
       cluster-unauthenticated | cluster-authenticated | deny | audit
   ``LINKERD2_PROXY_INBOUND_PORTS_DISABLE_PROTOCOL_DETECTION``  opaque ports and ranges
   ``LINKERD2_PROXY_POLICY_CLUSTER_NETWORKS``  CIDRs that count as "cluster" to policies
+  ``LINKERD2_PROXY_INBOUND_GATEWAY_SUFFIXES``  ``svc.<cluster-domain>.``, only on pods
+      annotated ``config.linkerd.io/enable-gateway: "true"`` (the multicluster gateway)
 
 Discovery (destination service)
   ``LINKERD2_PROXY_DESTINATION_SVC_ADDR``  ``linkerd-dst-headless.<ns>.svc.<domain>.:8086``
@@ -86,6 +88,8 @@ class PodSettings:
     inbound_ports: str
     skip_inbound_ports: str
     skip_outbound_ports: str
+    gateway: bool = False
+    """``config.linkerd.io/enable-gateway: "true"``: the proxy is a multicluster gateway."""
 
 
 def _field(name: str, path: str) -> dict[str, Any]:
@@ -128,6 +132,11 @@ def proxy_env(values: Values, pod: PodSettings, trust_anchors_pem: str) -> list[
         _value("LINKERD2_PROXY_INBOUND_PORTS", pod.inbound_ports),
         _value("LINKERD2_PROXY_INBOUND_DEFAULT_POLICY", pod.default_inbound_policy),
         _value("LINKERD2_PROXY_INBOUND_PORTS_DISABLE_PROTOCOL_DETECTION", pod.opaque_ports),
+        *(
+            [_value("LINKERD2_PROXY_INBOUND_GATEWAY_SUFFIXES", f"svc.{values.cluster_domain}.")]
+            if pod.gateway
+            else []
+        ),
         _value("LINKERD2_PROXY_POLICY_CLUSTER_NETWORKS", networks),
         _value(
             "LINKERD2_PROXY_DESTINATION_SVC_ADDR",

@@ -52,3 +52,6 @@ class ProxyConfig:
     """Idle upstream connections kept per endpoint."""
     tap_capacity: int = 1000
     """Events buffered per tap subscriber before dropping."""
+    gateway_suffixes: tuple[str, ...] = ()
+    """Gateway mode: direct inbound connections are routed to services under these
+    suffixes (``svc.<cluster domain>``); empty: not a gateway."""

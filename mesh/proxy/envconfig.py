@@ -35,6 +35,7 @@ from mesh.identity.names import check_subdomain
 from mesh.k8s.annotations import PortRanges
 from mesh.proxy.config import ProxyConfig
 from mesh.proxy.discovery import Address
+from mesh.proxy.gateway import GatewaySettings
 from mesh.proxy.policy import DEFAULT_CLUSTER_NETWORKS, Network
 
 __all__ = [
@@ -165,6 +166,8 @@ class InboundSettings:
     opaque_ports: PortRanges = field(default_factory=PortRanges)
     cluster_networks: tuple[Network, ...] = DEFAULT_CLUSTER_NETWORKS
     ips: tuple[str, ...] = ()
+    gateway_suffixes: tuple[str, ...] = ()
+    """Gateway mode's service suffixes (``LINKERD2_PROXY_INBOUND_GATEWAY_SUFFIXES``)."""
 
 
 @dataclass(frozen=True)
@@ -195,6 +198,7 @@ class EnvConfig:
             admin_host=self.admin_listen.host,
             admin_port=self.admin_listen.port,
             cluster_networks=self.inbound.cluster_networks,
+            gateway_suffixes=self.inbound.gateway_suffixes,
         )
 
 
@@ -335,6 +339,10 @@ def _suffixes(text: str) -> tuple[str, ...]:
     return tuple(s.strip().strip(".").lower() for s in text.split(",") if s.strip())
 
 
+def _gateway_suffixes(text: str) -> tuple[str, ...]:
+    return GatewaySettings.parse(text).suffixes
+
+
 class _Reader:
     """Reads variables, collecting one problem per bad variable."""
 
@@ -434,6 +442,7 @@ def load(env: Mapping[str, str]) -> EnvConfig:
         ),
         cluster_networks=cluster_networks,
         ips=r.get("LINKERD2_PROXY_INBOUND_IPS", _ips, ()),
+        gateway_suffixes=r.get("LINKERD2_PROXY_INBOUND_GATEWAY_SUFFIXES", _gateway_suffixes, ()),
     )
     config = EnvConfig(
         inbound_listen=r.get(

@@ -21,6 +21,7 @@ from mesh.proxy.exchange import Exchange
 from mesh.proxy.http1 import (
     CloseDownstream,
     Command,
+    Header,
     Http1Session,
     LocalResponse,
     Phase,
@@ -39,11 +40,12 @@ __all__ = ["Forward", "Respond", "Router", "serve_http"]
 
 @dataclass(slots=True)
 class Forward:
-    """Send the request over ``upstream`` (authority replaced if ``authority``)."""
+    """Send the request over ``upstream`` (``authority`` replacing its own; ``headers`` added)."""
 
     upstream: PooledConnection
     exchange: Exchange
     authority: str | None = None
+    headers: tuple[Header, ...] = ()
 
 
 @dataclass(slots=True)
@@ -111,7 +113,9 @@ class _Driver:
         if isinstance(decision, Respond):
             return self.session.respond(decision.response)
         self.upstream = decision.upstream
-        return self.session.forward(decision.upstream.http, authority=decision.authority)
+        return self.session.forward(
+            decision.upstream.http, authority=decision.authority, extra_headers=decision.headers
+        )
 
     def wants_downstream(self) -> bool:
         phase = self.session.phase

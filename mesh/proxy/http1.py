@@ -300,9 +300,13 @@ class Http1Session:
         return _clean(out)
 
     def forward(
-        self, upstream: UpstreamConnection, *, authority: str | None = None
+        self,
+        upstream: UpstreamConnection,
+        *,
+        authority: str | None = None,
+        extra_headers: tuple[Header, ...] = (),
     ) -> list[Command]:
-        """Send the routed request to ``upstream`` (an idle connection)."""
+        """Send the routed request to ``upstream`` (an idle connection) with ``extra_headers``."""
         ex = self._routing()
         head = ex.head
         headers = strip_hop_by_hop(head.headers)
@@ -314,6 +318,7 @@ class Http1Session:
         if host is not None:
             headers = [(n, v) for n, v in headers if n != b"host"]
             headers.insert(0, (b"host", host.encode()))
+        headers.extend(extra_headers)
         request = h11.Request(method=head.method, target=head.target, headers=headers)
         ex.upstream = upstream
         self.phase = Phase.FORWARDING

@@ -11,6 +11,11 @@ Per connection:
    verified identity, forwarded over pooled connections to
    ``app_host:<target port>``. Opaque: authorized once; a denied connection is
    closed, an allowed one spliced to the app.
+
+A connection addressed to the inbound port itself (a direct connection, not
+one redirected from an application port) goes, in gateway mode, to the gateway
+(``gateway_inbound``) right after detection; otherwise it is closed (delivering
+it to the app's side of the same port would loop back into the proxy).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from mesh.proxy.detect import Detected, Detector, Http1, Tls
 from mesh.proxy.discovery import Address
 from mesh.proxy.exchange import Exchange
 from mesh.proxy.forwarding import Forward, Respond, serve_http
+from mesh.proxy.gateway_inbound import GatewayInbound
 from mesh.proxy.http1 import Http1Session, LocalResponse, RequestHead
 from mesh.proxy.origdst import OriginalDestination
 from mesh.proxy.policy import Allow, Client, PolicySource, ProxyProtocol, Server, authorize
@@ -122,8 +128,11 @@ class Inbound:
         tap: TapHub,
         original_destination: OriginalDestination,
         clock: Callable[[], float],
+        gateway: GatewayInbound | None = None,
     ) -> None:
         self.config = config
+        self.gateway = gateway
+        """Serves direct connections (to the inbound port itself) when gateway mode is on."""
         self.policy = policy
         self.tls = tls
         self.metrics = metrics
@@ -149,14 +158,24 @@ class Inbound:
         try:
             target = self.original_destination(sock)
         except OSError as e:
-            log.warning("inbound connection from %s without original destination: %s", conn.peer, e)
-            return
-        server = self.policy.server(target.port)
+            if self.gateway is None:
+                log.warning(
+                    "inbound connection from %s without original destination: %s", conn.peer, e
+                )
+                return
+            target = conn.local  # not redirected: addressed to the proxy directly
         timeouts = self.config.timeouts
         detector = Detector(self.clock(), timeouts.detect)
         detected = await detect_protocol(conn, detector, self.clock)
         if detector.abandoned:
             return
+        if target.port == conn.local.port:
+            if self.gateway is not None:
+                await self.gateway.handle(conn, target, detected)
+            else:  # delivering it to app_host:<inbound port> would be the proxy itself, a loop
+                log.info("direct connection from %s to the inbound port refused", conn.peer)
+            return
+        server = self.policy.server(target.port)
         tls = self._no_tls()
         if isinstance(detected, Tls) and self.tls is not None and detected.sni == self.tls.identity:
             session = TlsSession(self.tls.server, server_side=True)

@@ -24,7 +24,7 @@ from mesh.proxy.connection import Conn, connect, detect_protocol, splice
 from mesh.proxy.detect import Detector, Http1
 from mesh.proxy.discovery import Address, Endpoint
 from mesh.proxy.exchange import Exchange
-from mesh.proxy.forwarding import Forward, Respond, serve_http
+from mesh.proxy.forwarding import Forward, Respond, Router, serve_http
 from mesh.proxy.http1 import Http1Session, LocalResponse, RequestHead
 from mesh.proxy.origdst import OriginalDestination
 from mesh.proxy.pool import ConnectionPool, PoolKey
@@ -160,6 +160,10 @@ class Outbound:
             idle_timeout=config.timeouts.pool_idle,
             max_idle=config.pool_max_idle,
         )
+
+    def router(self, destination: Destination, target: Address, source: Address) -> Router:
+        """Routes requests to ``destination`` as this side does (the gateway reuses it)."""
+        return _Router(self, destination, target, source)
 
     def key_for(self, endpoint: Endpoint | None, target: Address) -> tuple[PoolKey, TlsStatus]:
         """How to reach ``endpoint`` (``None``: the original destination) and its TLS status."""

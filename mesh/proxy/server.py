@@ -26,6 +26,8 @@ from mesh.proxy.admin import Admin
 from mesh.proxy.config import ProxyConfig
 from mesh.proxy.connection import Conn
 from mesh.proxy.discovery import Discovery
+from mesh.proxy.gateway import GatewaySettings
+from mesh.proxy.gateway_inbound import GatewayInbound
 from mesh.proxy.inbound import Inbound
 from mesh.proxy.origdst import OriginalDestination, original_destination
 from mesh.proxy.outbound import Outbound
@@ -71,15 +73,6 @@ class Proxy:
             decay=config.ewma_decay,
             default_rtt=config.ewma_default_rtt,
         )
-        self.inbound = Inbound(
-            config,
-            policy=policy,
-            tls=tls,
-            metrics=self.metrics,
-            tap=self.tap,
-            original_destination=inbound_destination,
-            clock=clock,
-        )
         self.outbound = Outbound(
             config,
             destinations=self.destinations,
@@ -88,6 +81,26 @@ class Proxy:
             tap=self.tap,
             original_destination=outbound_destination,
             clock=clock,
+        )
+        gateway = None
+        if config.gateway_suffixes:
+            gateway = GatewayInbound(
+                config,
+                GatewaySettings(config.gateway_suffixes),
+                tls=tls,
+                outbound=self.outbound,
+                metrics=self.metrics,
+                clock=clock,
+            )
+        self.inbound = Inbound(
+            config,
+            policy=policy,
+            tls=tls,
+            metrics=self.metrics,
+            tap=self.tap,
+            original_destination=inbound_destination,
+            clock=clock,
+            gateway=gateway,
         )
         self.admin = Admin(
             self.metrics, self.tap, ready=self.ready, tap_capacity=config.tap_capacity

@@ -149,6 +149,18 @@ def test_init_container_redirects_with_ports_skipped() -> None:
             {"config.linkerd.io/proxy-log-level": ""},
             lambda p: env(p)["LINKERD2_PROXY_LOG"] == "warn,linkerd=info",
         ),
+        (
+            {"config.linkerd.io/enable-gateway": "true"},
+            lambda p: (
+                env(p)["LINKERD2_PROXY_INBOUND_GATEWAY_SUFFIXES"]
+                == f"svc.{Values().cluster_domain}."
+            ),
+        ),
+        (
+            {"config.linkerd.io/enable-gateway": "false"},
+            lambda p: "LINKERD2_PROXY_INBOUND_GATEWAY_SUFFIXES" not in env(p),
+        ),
+        ({}, lambda p: "LINKERD2_PROXY_INBOUND_GATEWAY_SUFFIXES" not in env(p)),
     ],
 )
 def test_annotations_configure_the_proxy(annotations: dict[str, str], check: Any) -> None:
@@ -162,6 +174,7 @@ def test_annotations_configure_the_proxy(annotations: dict[str, str], check: Any
         ({"config.linkerd.io/default-inbound-policy": "allow"}, "default-inbound-policy"),
         ({"config.linkerd.io/skip-inbound-ports": "http"}, "skip-inbound-ports"),
         ({"config.linkerd.io/skip-outbound-ports": "99999"}, "skip-outbound-ports"),
+        ({"config.linkerd.io/enable-gateway": "yes"}, "enable-gateway"),
     ],
 )
 def test_bad_annotations_are_refused(annotations: dict[str, str], message: str) -> None:

@@ -29,6 +29,7 @@ DISABLED = {"linkerd.io/inject": "disabled"}
         ({}, DISABLED, "app", False),
         ({"linkerd.io/inject": "maybe"}, {}, "app", False),
         (ENABLED, ENABLED, "kube-system", False),
+        (ENABLED, {}, "linkerd-multicluster", True),  # the multicluster gateway
     ],
 )
 def test_decision_table(

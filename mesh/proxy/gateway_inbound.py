@@ -1,0 +1,164 @@
+"""The gateway's I/O: direct connections to the inbound port, served through the outbound side.
+
+``GatewayInbound.handle`` takes a connection the inbound side identified as
+direct (its original destination is the inbound port itself) and applies
+``gateway``'s rules: terminate mTLS with the workload certificate (the client
+must present one under the trust anchors), detect HTTP/1, then route each
+request by its authority through the proxy's own ``Outbound`` (discovery,
+balancing, mTLS with this proxy's identity to meshed targets). Refused
+connections are closed and counted in
+``inbound_gateway_refused_total{reason}``; refused requests get a local
+response with ``l5d-proxy-error``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from mesh.proxy.config import ProxyConfig
+from mesh.proxy.connection import Conn, detect_protocol
+from mesh.proxy.detect import Detected, Detector, Http1, Tls
+from mesh.proxy.discovery import Address
+from mesh.proxy.exchange import Exchange
+from mesh.proxy.forwarding import Forward, Respond, serve_http
+from mesh.proxy.gateway import (
+    GatewaySettings,
+    Refusal,
+    admit_client,
+    admit_hello,
+    forwarded_header,
+    route,
+)
+from mesh.proxy.http1 import Http1Session, RequestHead
+from mesh.proxy.outbound import Outbound
+from mesh.proxy.telemetry import Direction, ProxyMetrics, TlsStatus
+from mesh.proxy.tls import HandshakeError, TlsSession, TlsStore
+
+__all__ = ["GatewayInbound"]
+
+log = logging.getLogger(__name__)
+
+
+class _GatewayRouter:
+    """Routes each request of one admitted connection to a local service."""
+
+    def __init__(
+        self, gateway: GatewayInbound, tls: TlsStore, client: str, source: Address, target: Address
+    ) -> None:
+        self.gateway = gateway
+        self.tls = tls
+        self.client = client
+        self.source = source
+        self.target = target
+
+    def _refused(self, head: RequestHead) -> Exchange:
+        g = self.gateway
+        labels = (
+            ("direction", "inbound"),
+            ("authority", head.authority),
+            ("target_addr", str(self.target)),
+            ("target_ip", self.target.host),
+            ("target_port", str(self.target.port)),
+            *TlsStatus(self.client).labels(Direction.INBOUND),
+        )
+        return Exchange(g.clock(), g.metrics.http(labels), g.outbound.tap)
+
+    async def route(self, head: RequestHead) -> Forward | Respond:
+        g = self.gateway
+        decision = route(head, g.settings, self.tls.identity)
+        if not isinstance(decision, Address):
+            log.info("gateway request from %s refused: %s", self.client, decision.error)
+            return Respond(decision, self._refused(head))
+        outbound = g.outbound
+        destination = outbound.destinations.get(str(decision))
+        routed = await outbound.router(destination, decision, self.source).route(head)
+        if isinstance(routed, Forward):
+            routed.headers = (forwarded_header(self.tls.identity, self.client),)
+        return routed
+
+
+class GatewayInbound:
+    """Serves gateway connections with the proxy's outbound side."""
+
+    def __init__(
+        self,
+        config: ProxyConfig,
+        settings: GatewaySettings,
+        *,
+        tls: TlsStore | None,
+        outbound: Outbound,
+        metrics: ProxyMetrics,
+        clock: Callable[[], float],
+    ) -> None:
+        self.config = config
+        self.settings = settings
+        self.tls = tls
+        self.outbound = outbound
+        self.metrics = metrics
+        self.clock = clock
+        self.refused = metrics.registry.counter(
+            "inbound_gateway_refused_total",
+            "Total count of connections the multicluster gateway closed unserved.",
+        )
+
+    def _refuse(self, conn: Conn, reason: Refusal) -> None:
+        log.info("gateway connection from %s refused: %s", conn.peer, reason.value)
+        self.refused.inc((("reason", reason.value),))
+
+    async def handle(self, conn: Conn, target: Address, detected: Detected) -> None:
+        """Serve one direct connection (already detected as ``detected``) until it ends."""
+        store = self.tls
+        sni = detected.sni if isinstance(detected, Tls) else None
+        refusal = admit_hello(
+            tls=isinstance(detected, Tls),
+            server_name=sni,
+            local_identity=store.identity if store is not None else "",
+        )
+        if store is None or refusal is not None:
+            self._refuse(conn, refusal or Refusal.PLAINTEXT)
+            return
+        session = TlsSession(store.server, server_side=True)
+        timeouts = self.config.timeouts
+        try:
+            async with asyncio.timeout(timeouts.handshake):
+                await conn.start_tls(session, store.anchors)
+        except (HandshakeError, TimeoutError, ConnectionError, OSError) as e:
+            log.info("gateway TLS from %s failed: %s", conn.peer, e)
+            self._refuse(conn, Refusal.HANDSHAKE_FAILED)
+            return
+        client = session.peer
+        refusal = admit_client(client)
+        if refusal is not None or client is None:
+            self._refuse(conn, refusal or Refusal.NO_CLIENT_IDENTITY)
+            return
+        inner = await detect_protocol(conn, Detector(self.clock(), timeouts.detect), self.clock)
+        if not isinstance(inner, Http1):
+            self._refuse(conn, Refusal.NOT_HTTP)
+            return
+        tcp = self.metrics.tcp(
+            (
+                ("direction", "inbound"),
+                ("peer", "src"),
+                ("target_addr", str(target)),
+                ("target_ip", target.host),
+                ("target_port", str(target.port)),
+                *TlsStatus(client).labels(Direction.INBOUND),
+            )
+        )
+        tcp.opened()
+        conn.meter = tcp
+        opened = self.clock()
+        router = _GatewayRouter(self, store, client, conn.peer, target)
+        try:
+            await serve_http(
+                conn,
+                Http1Session(Direction.INBOUND, client_id=None),
+                router,
+                self.outbound.pool,
+                clock=self.clock,
+                response_timeout=timeouts.response,
+            )
+        finally:
+            tcp.closed(self.clock() - opened)
