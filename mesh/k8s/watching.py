@@ -13,7 +13,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar, cast
 
 import httpx2
 from lightkube import AsyncClient
@@ -49,13 +49,20 @@ async def list_and_watch(
     *,
     namespace: str = "*",
     settings: WatchSettings | None = None,
+    labels: dict[str, str] | None = None,
+    on_error: Callable[[Exception], None] | None = None,
 ) -> AsyncIterator[WatchEvent[T]]:
-    """Yield ``Listed`` with every ``resource`` in ``namespace``, then each change, forever."""
+    """Yield ``Listed`` with every ``resource`` in ``namespace``, then each change, forever.
+
+    ``labels`` restricts the stream to objects carrying all of them. ``on_error`` hears
+    each failure before the back-off (to report it); if it raises, the stream ends with
+    that error instead of retrying.
+    """
     settings = settings or WatchSettings()
     delay = settings.retry_initial
     while True:
         try:
-            listing = client.list(resource, namespace=namespace)
+            listing = client.list(resource, namespace=namespace, labels=cast(Any, labels))
             objects = tuple([convert(obj) async for obj in listing])
             version = listing.resourceVersion
             yield Listed(kind, objects)
@@ -63,6 +70,7 @@ async def list_and_watch(
             watch = client.watch(
                 resource,
                 namespace=namespace,
+                labels=cast(Any, labels),
                 resource_version=version,
                 server_timeout=settings.server_timeout,
             )
@@ -75,6 +83,8 @@ async def list_and_watch(
             _log.warning(
                 "watching %s failed (%s); listing again in %.1fs", resource.__name__, e, delay
             )
+            if on_error is not None:
+                on_error(e)
         await asyncio.sleep(delay)
         delay = min(delay * 2, settings.retry_max)
 

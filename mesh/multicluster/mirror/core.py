@@ -1,0 +1,726 @@
+"""The mirror controller's decisions: domain events in, commands out (sans-IO).
+
+Rules:
+- Level-triggered: each event marks the remote Services it touches; for each, the core
+  compares what should exist locally (``desired``) with what the local watch shows and
+  asks for the difference. It acts only once the Link is valid and the remote Services
+  and EndpointSlices, the local mirrors and the local namespaces have all been listed,
+  so it never deletes on partial knowledge; the first such pass is the garbage
+  collection of orphaned mirrors (CONF-13).
+- A command is asked for once; it is asked again only when what is desired changes, the
+  local watch shows something else, or the I/O layer reports it failed (``CommandFailed``
+  then ``Retry``).
+- A Service is rewritten only when the remote resourceVersion changed or a field the
+  controller owns was changed locally (CONF-4). Local Services this Link did not make are
+  never touched: a name clash is reported (``NameConflict``).
+- Bad input never stops the core: an invalid Link or an unreachable remote freezes the
+  mirrors as they are and is reported as the Link's ``Ready`` condition and an Event;
+  a remote Service that cannot be mirrored is reported on its own status entry.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from mesh.k8s.events import Deleted, Listed, Upserted, WatchEvent
+from mesh.k8s.objects import EndpointSlice, ObjectKey, Service
+from mesh.multicluster import labels
+from mesh.multicluster.mirror import naming
+from mesh.multicluster.mirror.desired import (
+    MirrorEndpoints,
+    MirrorService,
+    Mode,
+    Unmirrorable,
+    mirror_endpoints,
+    mirror_mode,
+    mirror_service,
+)
+from mesh.multicluster.mirror.link import Link
+from mesh.multicluster.mirror.liveness import Liveness, ProbeOutcome
+
+__all__ = [
+    "CONTROLLER_NAME",
+    "ApplyEndpoints",
+    "ApplyService",
+    "Command",
+    "CommandFailed",
+    "DeleteEndpoints",
+    "DeleteMirror",
+    "Event",
+    "GatewayState",
+    "LinkInvalid",
+    "LinkUpdated",
+    "LocalEvent",
+    "MirrorCore",
+    "Namespace",
+    "ProbeResult",
+    "RecordEvent",
+    "RemoteEvent",
+    "RemoteFailed",
+    "Retry",
+]
+
+_log = logging.getLogger(__name__)
+
+CONTROLLER_NAME = "linkerd.io/service-mirror"
+"""``controllerName`` of the Link status entries this controller writes (Linkerd's)."""
+MIRRORED = "Mirrored"
+READY = "Ready"
+
+
+@dataclass(frozen=True)
+class Namespace:
+    """A local namespace (cluster-scoped; ``namespace`` is empty)."""
+
+    name: str
+    namespace: str = ""
+
+
+# -- events ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LinkUpdated:
+    """The Link, valid, with its gateway addresses resolved to IPs."""
+
+    link: Link
+    gateway_ips: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class LinkInvalid:
+    """The Link (or its credentials) cannot be used; ``reason`` is one CamelCase word."""
+
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class RemoteEvent:
+    """A change in the target cluster's Services or EndpointSlices."""
+
+    event: WatchEvent[Service] | WatchEvent[EndpointSlice]
+
+
+@dataclass(frozen=True)
+class LocalEvent:
+    """A change in the local Services, mirror Endpoints or namespaces."""
+
+    event: WatchEvent[Service] | WatchEvent[MirrorEndpoints] | WatchEvent[Namespace]
+
+
+@dataclass(frozen=True)
+class RemoteFailed:
+    """Listing or watching the target failed; the watch retries by itself."""
+
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    outcome: ProbeOutcome
+
+
+@dataclass(frozen=True)
+class CommandFailed:
+    """A command for the mirror ``key`` failed; the I/O layer sends ``Retry`` later."""
+
+    key: ObjectKey
+    message: str
+
+
+@dataclass(frozen=True)
+class Retry:
+    """Ask again for whatever ``keys`` (mirror keys) still lack."""
+
+    keys: tuple[ObjectKey, ...]
+
+
+Event = (
+    LinkUpdated
+    | LinkInvalid
+    | RemoteEvent
+    | LocalEvent
+    | RemoteFailed
+    | ProbeResult
+    | CommandFailed
+    | Retry
+)
+
+# -- commands -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ApplyService:
+    service: MirrorService
+    create: bool
+
+
+@dataclass(frozen=True)
+class ApplyEndpoints:
+    endpoints: MirrorEndpoints
+
+
+@dataclass(frozen=True)
+class DeleteMirror:
+    """Delete the mirror Service ``key`` and its Endpoints."""
+
+    key: ObjectKey
+    why: str
+
+
+@dataclass(frozen=True)
+class DeleteEndpoints:
+    key: ObjectKey
+
+
+@dataclass(frozen=True)
+class RecordEvent:
+    """A Kubernetes Event on the Link."""
+
+    type: Literal["Normal", "Warning"]
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class GatewayState:
+    """Publish the gateway's state (``gateway_alive``) and the probe's latency."""
+
+    alive: bool
+    latency_ms: float | None
+
+
+Command = (
+    ApplyService | ApplyEndpoints | DeleteMirror | DeleteEndpoints | RecordEvent | GatewayState
+)
+
+
+@dataclass
+class _Condition:
+    status: bool
+    reason: str
+    message: str
+    since: str
+    local: ObjectKey | None = None
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _norm_ports(ports: Iterable[Any]) -> frozenset[tuple[str, str, int, str]]:
+    return frozenset(
+        (p.name, p.protocol, p.port, str(p.target_port if p.target_port is not None else p.port))
+        for p in ports
+    )
+
+
+def _subset(want: Any, have: Any) -> bool:
+    return all(have.get(k) == v for k, v in want.items())
+
+
+def service_current(observed: Service, desired: MirrorService) -> bool:
+    """Whether ``observed`` already is ``desired`` in every field the controller owns."""
+    return (
+        _subset(desired.annotations, observed.annotations)
+        and _subset(desired.labels, observed.labels)
+        and _norm_ports(observed.ports) == _norm_ports(desired.ports)
+    )
+
+
+def endpoints_current(observed: MirrorEndpoints, desired: MirrorEndpoints) -> bool:
+    return (
+        sorted(observed.ready) == sorted(desired.ready)
+        and sorted(observed.not_ready) == sorted(desired.not_ready)
+        and (desired.empty or set(observed.ports) == set(desired.ports))
+        and _subset(desired.annotations, observed.annotations)
+        and _subset(desired.labels, observed.labels)
+    )
+
+
+@dataclass
+class _Remote:
+    services: dict[ObjectKey, Service] = field(default_factory=dict)
+    services_listed: bool = False
+    slices: dict[ObjectKey, EndpointSlice] = field(default_factory=dict)
+    slices_listed: bool = False
+    ready: dict[ObjectKey, set[str]] = field(default_factory=dict)
+    """Remote Service -> names of its EndpointSlices with a ready endpoint."""
+
+
+@dataclass
+class _Local:
+    mirrors: dict[ObjectKey, Service] = field(default_factory=dict)
+    foreign: set[ObjectKey] = field(default_factory=set)
+    services_listed: bool = False
+    endpoints: dict[ObjectKey, MirrorEndpoints] = field(default_factory=dict)
+    endpoints_listed: bool = False
+    namespaces: set[str] = field(default_factory=set)
+    namespaces_listed: bool = False
+
+
+class MirrorCore:
+    """Everything one Link's controller knows, and what it asks the I/O layer to do."""
+
+    def __init__(self, link_name: str, clock: Callable[[], str] = _now) -> None:
+        self.link_name = link_name
+        self._clock = clock
+        self.link: Link | None = None
+        self._gateway_ips: tuple[str, ...] = ()
+        self._link_problem: tuple[str, str] | None = ("Pending", "the Link has not been read yet")
+        self._remote_problem: tuple[str, str] | None = None
+        self._remote = _Remote()
+        self._local = _Local()
+        self._liveness: Liveness | None = None
+        self._requested_svc: dict[ObjectKey, MirrorService] = {}
+        self._requested_ep: dict[ObjectKey, MirrorEndpoints] = {}
+        self._requested_del: set[ObjectKey] = set()
+        self._requested_ep_del: set[ObjectKey] = set()
+        self._failed: dict[ObjectKey, str] = {}
+        self._conditions: dict[ObjectKey, _Condition] = {}
+        self._ready_condition = _Condition(False, "Pending", "the Link has not been read yet", "")
+        self._gc_done = False
+        self._status_dirty = True
+        self._out: list[Command] = []
+
+    # -- queries ----------------------------------------------------------------------------
+
+    @property
+    def cluster(self) -> str:
+        return self.link.target_cluster_name if self.link is not None else self.link_name
+
+    @property
+    def synced(self) -> bool:
+        """Every input listed: the core acts (and ``/ready`` may say so)."""
+        r, lo = self._remote, self._local
+        return (
+            r.services_listed
+            and r.slices_listed
+            and lo.services_listed
+            and lo.endpoints_listed
+            and lo.namespaces_listed
+        )
+
+    @property
+    def local_synced(self) -> bool:
+        lo = self._local
+        return lo.services_listed and lo.endpoints_listed and lo.namespaces_listed
+
+    def _acting(self) -> bool:
+        return self.link is not None and self._link_problem is None and self.synced
+
+    @property
+    def gateway_alive(self) -> bool | None:
+        lv = self._liveness
+        return lv.alive if lv is not None and lv.probed else None
+
+    def mirrors(self) -> dict[ObjectKey, Service]:
+        return dict(self._local.mirrors)
+
+    # -- events -----------------------------------------------------------------------------
+
+    def handle(self, event: Event) -> list[Command]:
+        """Apply ``event``; the commands it calls for, in order."""
+        dirty: set[ObjectKey] = set()
+        full = False
+        match event:
+            case LinkUpdated(link, ips):
+                full = self._on_link(link, ips)
+            case LinkInvalid(reason, message):
+                if self._link_problem != (reason, message):
+                    self._link_problem = (reason, message)
+                    self._warn(reason, f"link {self.link_name}: {message}")
+                    self._set_ready()
+            case RemoteEvent(ev):
+                full = self._on_remote(ev, dirty)
+            case LocalEvent(ev):
+                full = self._on_local(ev, dirty)
+            case RemoteFailed(reason, message):
+                if self._remote_problem != (reason, message):
+                    self._remote_problem = (reason, message)
+                    self._warn(reason, f"target cluster {self.cluster}: {message}")
+                    self._set_ready()
+            case ProbeResult(outcome):
+                full = self._on_probe(outcome)
+            case CommandFailed(key, message):
+                # What was asked stays asked: it is asked again on ``Retry``, not at once.
+                self._failed[key] = message
+                if (rk := naming.remote_key(key, self.cluster)) is not None:
+                    dirty.add(rk)
+            case Retry(keys):
+                for key in keys:
+                    self._failed.pop(key, None)
+                    self._forget(key)
+                    if (rk := naming.remote_key(key, self.cluster)) is not None:
+                        dirty.add(rk)
+        self._set_ready()
+        if self._acting():
+            if full or not self._gc_done:
+                self._reconcile_all()
+            else:
+                for key in sorted(dirty):
+                    self._reconcile(key)
+        out, self._out = self._out, []
+        return out
+
+    def _on_link(self, link: Link, ips: tuple[str, ...]) -> bool:
+        was_problem = self._link_problem is not None
+        self._link_problem = None
+        if link == self.link and ips == self._gateway_ips and not was_problem:
+            return False
+        threshold = link.probe.failure_threshold
+        if not link.has_gateway:
+            self._liveness = None
+        elif self._liveness is None or self._liveness.failure_threshold != threshold:
+            self._liveness = Liveness(threshold)
+        if was_problem and self.link is not None:
+            self._event("Normal", "LinkValid", f"link {self.link_name} is valid again")
+        self.link, self._gateway_ips = link, ips
+        self._set_ready()
+        return True
+
+    def _on_remote(
+        self, ev: WatchEvent[Service] | WatchEvent[EndpointSlice], dirty: set[ObjectKey]
+    ) -> bool:
+        r = self._remote
+        if isinstance(ev, Listed):
+            if ev.kind is Service:
+                r.services = {s.key: s for s in ev.objects if isinstance(s, Service)}
+                r.services_listed = True
+            else:
+                r.slices = {s.key: s for s in ev.objects if isinstance(s, EndpointSlice)}
+                r.ready = {}
+                for s in r.slices.values():
+                    self._index_slice(s, add=True)
+                r.slices_listed = True
+            if self._remote_problem is not None:
+                self._remote_problem = None
+                self._event("Normal", "RemoteReachable", f"target cluster {self.cluster} listed")
+            self._set_ready()
+            return True
+        obj = ev.obj
+        if isinstance(obj, Service):
+            if isinstance(ev, Deleted):
+                r.services.pop(obj.key, None)
+            else:
+                r.services[obj.key] = obj
+            dirty.add(obj.key)
+        else:
+            old = r.slices.pop(obj.key, None)
+            if old is not None:
+                self._index_slice(old, add=False)
+            if isinstance(ev, Upserted):
+                r.slices[obj.key] = obj
+                self._index_slice(obj, add=True)
+            if obj.service_key is not None:
+                dirty.add(obj.service_key)
+        return False
+
+    def _index_slice(self, s: EndpointSlice, *, add: bool) -> None:
+        svc = s.service_key
+        if svc is None:
+            return
+        names = self._remote.ready.setdefault(svc, set())
+        if add and any(ep.ready for ep in s.endpoints):
+            names.add(s.name)
+        else:
+            names.discard(s.name)
+
+    def _on_local(
+        self,
+        ev: WatchEvent[Service] | WatchEvent[MirrorEndpoints] | WatchEvent[Namespace],
+        dirty: set[ObjectKey],
+    ) -> bool:
+        lo = self._local
+        if isinstance(ev, Listed):
+            if ev.kind is Service:
+                lo.mirrors, lo.foreign = {}, set()
+                for s in ev.objects:
+                    if isinstance(s, Service):
+                        self._observe_service(s)
+                lo.services_listed = True
+            elif ev.kind is MirrorEndpoints:
+                lo.endpoints = {e.key: e for e in ev.objects if isinstance(e, MirrorEndpoints)}
+                lo.endpoints_listed = True
+            else:
+                lo.namespaces = {n.name for n in ev.objects if isinstance(n, Namespace)}
+                lo.namespaces_listed = True
+            return True
+        obj = ev.obj
+        if isinstance(obj, Namespace):
+            if isinstance(ev, Deleted):
+                lo.namespaces.discard(obj.name)
+            else:
+                lo.namespaces.add(obj.name)
+            dirty.update(k for k in self._remote.services if k.namespace == obj.name)
+            return False
+        key = ObjectKey(obj.namespace, obj.name)
+        if isinstance(obj, Service):
+            lo.mirrors.pop(key, None)
+            lo.foreign.discard(key)
+            if isinstance(ev, Deleted):
+                self._requested_del.discard(key)
+                self._requested_svc.pop(key, None)
+            else:
+                self._observe_service(obj)
+        elif isinstance(ev, Deleted):
+            lo.endpoints.pop(key, None)
+            self._requested_ep_del.discard(key)
+            self._requested_ep.pop(key, None)
+        else:
+            lo.endpoints[key] = obj
+        if (rk := naming.remote_key(key, self.cluster)) is not None:
+            dirty.add(rk)
+        return False
+
+    def _observe_service(self, s: Service) -> None:
+        ours = (
+            s.labels.get(labels.MIRRORED_SERVICE) == "true"
+            and s.labels.get(labels.CLUSTER_NAME) == self.cluster
+        )
+        if ours:
+            self._local.mirrors[s.key] = s
+        else:
+            self._local.foreign.add(s.key)
+
+    def _on_probe(self, outcome: ProbeOutcome) -> bool:
+        lv = self._liveness
+        if lv is None:
+            return False
+        was_alive = lv.alive
+        lv.observe(outcome)
+        self._out.append(GatewayState(lv.alive, outcome.latency_ms if outcome.ok else None))
+        if lv.alive and not was_alive:
+            self._event("Normal", "GatewayAlive", f"gateway of {self.cluster} answers probes again")
+        elif not lv.alive and was_alive:
+            self._warn(
+                "GatewayDown",
+                f"gateway of {self.cluster} failed {lv.failures} probes in a row "
+                f"({outcome.describe()}); mirror endpoints are not ready",
+            )
+        return was_alive != lv.alive
+
+    # -- reconciling ------------------------------------------------------------------------
+
+    def _reconcile_all(self) -> None:
+        keys = set(self._remote.services) | set(self._conditions)
+        stray: list[ObjectKey] = []
+        for mkey in [*self._local.mirrors, *self._local.endpoints]:
+            rk = naming.remote_key(mkey, self.cluster)
+            if rk is None:
+                stray.append(mkey)
+            else:
+                keys.add(rk)
+        first = not self._gc_done
+        before = len(self._out)
+        for mkey in stray:
+            self._delete(mkey, "its name is not <service>-<cluster>")
+        for key in sorted(keys):
+            self._reconcile(key)
+        if first:
+            self._gc_done = True
+            gc = [c for c in self._out[before:] if isinstance(c, DeleteMirror)]
+            if gc:
+                self._event(
+                    "Normal",
+                    "OrphanedServicesGc",
+                    f"deleted {len(gc)} mirrors whose remote Service is no longer exported",
+                )
+
+    def _reconcile(self, key: ObjectKey) -> None:
+        link = self.link
+        assert link is not None
+        remote = self._remote.services.get(key)
+        mode = mirror_mode(remote, link) if remote is not None else None
+        try:
+            mkey = naming.mirror_key(key, link.target_cluster_name)
+        except naming.InvalidName as e:
+            mkey = None
+            if remote is not None and mode is not None:
+                self._condition(key, None, False, "InvalidMirrorName", str(e))
+                return
+        if remote is None or mode is None or mkey is None:
+            self._drop_condition(key)
+            if mkey is not None:
+                why = "deleted in the target" if remote is None else "no longer exported"
+                self._delete(mkey, f"{key} {why}")
+            return
+        if key.namespace not in self._local.namespaces:
+            self._condition(
+                key, mkey, False, "MissingNamespace", f"namespace {key.namespace} does not exist"
+            )
+            return
+        if mkey in self._local.foreign:
+            self._condition(
+                key,
+                mkey,
+                False,
+                "NameConflict",
+                f"local Service {mkey} exists and is not a mirror of {self.cluster}",
+            )
+            return
+        try:
+            desired = mirror_service(remote, link, mode)
+        except Unmirrorable as e:
+            self._condition(key, mkey, False, e.reason, e.message)
+            self._delete(mkey, f"{key} cannot be mirrored")
+            return
+        observed = self._local.mirrors.get(mkey)
+        if (observed is None or not service_current(observed, desired)) and self._requested_svc.get(
+            mkey
+        ) != desired:
+            self._requested_svc[mkey] = desired
+            self._out.append(ApplyService(desired, create=observed is None))
+            if observed is None:
+                _log.info("mirroring %s as %s", key, mkey)
+        if mode is Mode.GATEWAY:
+            self._reconcile_endpoints(mkey, desired, link, remote.key)
+        elif mkey in self._local.endpoints and mkey not in self._requested_ep_del:
+            self._requested_ep_del.add(mkey)
+            self._out.append(DeleteEndpoints(mkey))
+        if mkey in self._failed:
+            self._condition(key, mkey, False, "ApplyFailed", self._failed[mkey])
+        elif observed is None:
+            self._condition(key, mkey, False, "Pending", "the mirror is being created")
+        else:
+            self._condition(key, mkey, True, MIRRORED, "")
+
+    def _reconcile_endpoints(
+        self, mkey: ObjectKey, svc: MirrorService, link: Link, remote: ObjectKey
+    ) -> None:
+        lv = self._liveness
+        desired = mirror_endpoints(
+            svc,
+            link,
+            self._gateway_ips,
+            remote_ready=bool(self._remote.ready.get(remote)),
+            gateway_alive=lv is None or lv.alive,
+        )
+        observed = self._local.endpoints.get(mkey)
+        if observed is not None and endpoints_current(observed, desired):
+            return
+        if self._requested_ep.get(mkey) != desired:
+            self._requested_ep[mkey] = desired
+            self._out.append(ApplyEndpoints(desired))
+
+    def _delete(self, mkey: ObjectKey, why: str) -> None:
+        present = mkey in self._local.mirrors or mkey in self._local.endpoints
+        if present and mkey not in self._requested_del:
+            self._requested_del.add(mkey)
+            self._requested_svc.pop(mkey, None)
+            self._requested_ep.pop(mkey, None)
+            _log.info("deleting mirror %s: %s", mkey, why)
+            self._out.append(DeleteMirror(mkey, why))
+
+    def _forget(self, mkey: ObjectKey) -> None:
+        self._requested_svc.pop(mkey, None)
+        self._requested_ep.pop(mkey, None)
+        self._requested_del.discard(mkey)
+        self._requested_ep_del.discard(mkey)
+
+    # -- status and events ------------------------------------------------------------------
+
+    def _event(self, type_: Literal["Normal", "Warning"], reason: str, message: str) -> None:
+        self._out.append(RecordEvent(type_, reason, message))
+
+    def _warn(self, reason: str, message: str) -> None:
+        _log.warning("%s: %s", reason, message)
+        self._event("Warning", reason, message)
+
+    def _condition(
+        self, key: ObjectKey, local: ObjectKey | None, status: bool, reason: str, message: str
+    ) -> None:
+        old = self._conditions.get(key)
+        if old is not None and (old.status, old.reason, old.message, old.local) == (
+            status,
+            reason,
+            message,
+            local,
+        ):
+            return
+        since = old.since if old is not None and old.status == status else self._clock()
+        self._conditions[key] = _Condition(status, reason, message, since, local)
+        self._status_dirty = True
+        if not status and reason != "Pending" and (old is None or old.reason != reason):
+            self._warn(reason, f"cannot mirror {key} from {self.cluster}: {message}")
+
+    def _drop_condition(self, key: ObjectKey) -> None:
+        if self._conditions.pop(key, None) is not None:
+            self._status_dirty = True
+
+    def _set_ready(self) -> None:
+        if self._link_problem is not None:
+            status, (reason, message) = False, self._link_problem
+        elif self._remote_problem is not None:
+            status, (reason, message) = False, self._remote_problem
+        elif not self.synced:
+            status, reason, message = False, "Pending", "listing the target and local clusters"
+        else:
+            status, reason, message = True, "Mirroring", f"mirroring services of {self.cluster}"
+        old = self._ready_condition
+        if (old.status, old.reason, old.message) != (status, reason, message):
+            since = old.since if old.status == status and old.since else self._clock()
+            self._ready_condition = _Condition(status, reason, message, since)
+            self._status_dirty = True
+
+    def mark_status_dirty(self) -> None:
+        """The last status taken was not written: offer it again."""
+        self._status_dirty = True
+
+    def take_status(self) -> dict[str, Any] | None:
+        """The Link's ``status`` if it changed since the last call, else ``None``."""
+        self._set_ready()
+        if not self._status_dirty:
+            return None
+        self._status_dirty = False
+        return self.status()
+
+    def status(self) -> dict[str, Any]:
+        """The Link's status: one entry per selected remote Service (CONF-15), and ``Ready``."""
+        entries: list[dict[str, Any]] = []
+        for key, cond in sorted(self._conditions.items()):
+            condition: dict[str, Any] = {
+                "type": MIRRORED,
+                "status": "True" if cond.status else "False",
+                "reason": cond.reason,
+                "message": cond.message,
+                "lastTransitionTime": cond.since,
+            }
+            if cond.local is not None:
+                condition["localRef"] = {
+                    "group": "",
+                    "kind": "Service",
+                    "name": cond.local.name,
+                    "namespace": cond.local.namespace,
+                }
+            entries.append(
+                {
+                    "controllerName": CONTROLLER_NAME,
+                    "remoteRef": {
+                        "group": "",
+                        "kind": "Service",
+                        "name": key.name,
+                        "namespace": key.namespace,
+                    },
+                    "conditions": [condition],
+                }
+            )
+        ready = self._ready_condition
+        return {
+            "mirrorServices": entries,
+            "conditions": [
+                {
+                    "type": READY,
+                    "status": "True" if ready.status else "False",
+                    "reason": ready.reason,
+                    "message": ready.message,
+                    "lastTransitionTime": ready.since or self._clock(),
+                }
+            ],
+        }
