@@ -85,8 +85,8 @@ class IsthmusMulticluster:
             "multicluster",
             "install",
             *self._target(cluster),
-            "--set",
-            f"image.version={self.image_tag}",
+            "--image-tag",
+            self.image_tag,
         ]
 
     def multicluster_install(self, cluster: Cluster) -> None:
@@ -155,8 +155,8 @@ class IsthmusMulticluster:
             "link",
             *self._target(target),
             f"--cluster-name={name}",
-            "--set",
-            f"image.version={self.image_tag}",
+            "--image-tag",
+            self.image_tag,
             *extra_args,
         ]
 

@@ -171,8 +171,8 @@ def test_failed_gateway_probes_mark_mirrors_not_ready(
 @pytest.mark.conformance(
     short_name="mc-unreachable-api-server",
     description="link --api-server-address puts that address in the link credentials; a "
-    "link to an API server that cannot be reached is reported by check --multicluster, "
-    "naming the link (CONF-44, CONF-43)",
+    "link to an API server that cannot be reached is reported - by link itself, and, when "
+    "applied anyway, by check --multicluster naming the link (CONF-44, CONF-43)",
     features=["multicluster", "multicluster-status"],
     profile="multicluster",
     conf=["CONF-43", "CONF-44"],
@@ -183,9 +183,18 @@ def test_a_link_to_an_unreachable_api_server_is_reported(
     name = private_name("far")
     node = linked.clusters[TARGET].node_ips[0]
     address = f"https://{node}:1"  # the target's node, a port nothing listens on
-    with private_link(
-        linked, name, f"{LINK_LABEL}={name}", (f"--api-server-address={address}",), wait=False
-    ):
+    override = f"--api-server-address={address}"
+    code, out, err = linked.adapter.link_render(linked.clusters[TARGET], name, (override,))
+    evidence.record("link-unreachable", {"exit": code, "stderr": err[-2000:]})
+    assert code != 0, (
+        f"CONF-44: expected `link {override}` to report the unreachable API server; it "
+        f"exited 0 and printed {len(out)} characters"
+    )
+    assert address in err or node in err, (
+        f"CONF-44: expected the error to name the address {address}; stderr: {err[-1000:]}"
+    )
+    skip = ("--skip-api-check",)
+    with private_link(linked, name, f"{LINK_LABEL}={name}", (override, *skip), wait=False):
         server = _kubeconfig_server(linked, SOURCE, name)
         assert server == address, (
             f"CONF-44: expected --api-server-address {address} in the link credentials; "

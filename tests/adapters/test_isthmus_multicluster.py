@@ -82,7 +82,7 @@ def test_install_renders_applies_and_waits_for_the_gateway(tmp_path: Path) -> No
     (render, _), (apply, applied), (rollout, _) = runner.calls
     assert render[:3] == ("isthmus", "multicluster", "install")
     assert "--kubeconfig" in render
-    assert "image.version=t1" in render
+    assert render[render.index("--image-tag") + 1] == "t1"
     assert apply[:5] == ("kubectl", "--kubeconfig", "/k/target.yaml", "--context", "target")
     assert applied == MC_INSTALL
     assert "deployment/linkerd-gateway" in rollout
