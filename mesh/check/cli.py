@@ -25,7 +25,7 @@ from mesh.install.target import KubeTarget, TargetError, kube_options, target_fr
 if TYPE_CHECKING:
     from mesh.check.checks import Check
 
-__all__ = ["CheckSettings", "check", "converge"]
+__all__ = ["CheckSettings", "check", "converge", "converge_results"]
 
 
 @dataclass(frozen=True)
@@ -66,13 +66,46 @@ def converge(
     """Results of ``checks`` on fresh snapshots, until none is retryable or the wait is over."""
     from mesh.check.checks import run_checks
 
+    return converge_results(
+        lambda: run_checks(checks, fetch()), settings, clock=clock, sleep=sleep, waiting=waiting
+    )
+
+
+def converge_results(
+    evaluate: Callable[[], list[Result]],
+    settings: CheckSettings,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+    waiting: Callable[[Sequence[Result]], None] = lambda results: None,
+) -> list[Result]:
+    """``evaluate()`` again and again until nothing failing is retryable or the wait is over."""
     deadline = clock() + settings.wait
     while True:
-        results = run_checks(checks, fetch())
+        results = evaluate()
         if not _retryable(results) or clock() + settings.retry_interval > deadline:
             return results
         waiting(results)
         sleep(settings.retry_interval)
+
+
+def _multicluster_evaluator(
+    ctx: click.Context, target: KubeTarget, control_plane_ns: str
+) -> Callable[[], list[Result]]:
+    """Fresh ``check --multicluster`` results on each call (the multicluster seam does I/O)."""
+    from mesh.check.mcfetch import fetch_multicluster
+    from mesh.check.multicluster import MulticlusterSnapshot, multicluster_checks
+    from mesh.multicluster.cli import kube
+
+    try:
+        cluster = kube.connect(target)
+    except kube.ClusterError as e:
+        error = f"cannot initialize the client: {e}"
+        return lambda: multicluster_checks(MulticlusterSnapshot(error=error))
+    ctx.call_on_close(cluster.close)
+    return lambda: multicluster_checks(
+        fetch_multicluster(cluster, kube.connect, control_plane_ns=control_plane_ns)
+    )
 
 
 def _fetcher(
@@ -99,6 +132,12 @@ def _fetcher(
 
 @click.command("check")
 @click.option("--pre", is_flag=True, help="Check that the cluster is ready for an install.")
+@click.option(
+    "--multicluster",
+    is_flag=True,
+    help="Also check this cluster's links: Link CRD, credentials, the target's API, shared "
+    "trust anchors, mirror controllers, gateways and mirrors.",
+)
 @click.option("--control-plane-ns", default="linkerd", show_default=True)
 @click.option(
     "-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True
@@ -115,6 +154,7 @@ def _fetcher(
 def check(
     ctx: click.Context,
     pre: bool,
+    multicluster: bool,
     control_plane_ns: str,
     output: str,
     wait: timedelta,
@@ -124,12 +164,16 @@ def check(
     """Check that the control plane is installed and healthy (or, with --pre, installable).
 
     Each condition is listed as holding, a warning, or failing (with what is
-    wrong and what to do). Exits 1 if any fails.
+    wrong and what to do). Exits 1 if any fails. With --multicluster, run it
+    in the SOURCE cluster of links (where `multicluster link` output was applied).
     """
     from mesh.check.checks import INSTALL_CHECKS, PRE_CHECKS
     from mesh.check.report import render_json, render_text, succeeded
 
-    fetch = _fetcher(ctx, target_from(ctx, context, kubeconfig), control_plane_ns, pre)
+    if pre and multicluster:
+        raise click.UsageError("--pre and --multicluster do not go together")
+    target = target_from(ctx, context, kubeconfig)
+    fetch = _fetcher(ctx, target, control_plane_ns, pre)
     checks = PRE_CHECKS if pre else INSTALL_CHECKS
     settings = CheckSettings(wait=wait.total_seconds())
 
@@ -138,6 +182,9 @@ def check(
         click.echo(f"waiting: {'; '.join(pending)}", err=True)
 
     results = converge(fetch, checks, settings, waiting=waiting)
+    if multicluster:
+        evaluate = _multicluster_evaluator(ctx, target, control_plane_ns)
+        results += converge_results(evaluate, settings, waiting=waiting)
     click.echo(render_json(results) if output == "json" else render_text(results), nl=False)
     if not succeeded(results):
         ctx.exit(1)

@@ -15,9 +15,15 @@ from mesh.install.target import kube_options, target_from
 from mesh.multicluster import labels as mc
 from mesh.multicluster.cli import kube
 from mesh.multicluster.cli.common import open_cluster
-from mesh.multicluster.gateway_status import GatewayRow, probe_state, render_table
+from mesh.multicluster.gateway_status import (
+    ALIVE_METRIC,
+    GatewayRow,
+    ProbeState,
+    probe_state,
+    render_table,
+)
 
-__all__ = ["gateways"]
+__all__ = ["gateway_row", "gateways", "read_probe"]
 
 
 def _running_pod(cluster: kube.Cluster, namespace: str, link: str) -> str | None:
@@ -33,22 +39,34 @@ def _running_pod(cluster: kube.Cluster, namespace: str, link: str) -> str | None
     return None
 
 
+def read_probe(cluster: kube.Cluster, namespace: str, link: str) -> tuple[ProbeState | None, str]:
+    """What ``link``'s mirror controller says of the gateway, or ``None`` and why not.
+
+    ``ClusterError`` only if the controller's pods cannot be listed.
+    """
+    pod = _running_pod(cluster, namespace, link)
+    if pod is None:
+        return None, (
+            f"no ready mirror controller pod for {link} (deploy/{mc.service_mirror_name(link)})"
+        )
+    try:
+        text = cluster.proxy_get(namespace, pod, mc.MIRROR_METRICS_PORT, "/metrics")
+        state = probe_state(text, link)
+    except (kube.ClusterError, ValueError) as e:
+        return None, f"cannot read {pod}'s metrics: {e}"
+    if state is None:
+        return None, f"{pod} reports no {ALIVE_METRIC} for {link} yet"
+    return state, ""
+
+
 def gateway_row(cluster: kube.Cluster, namespace: str, link: str) -> tuple[GatewayRow, str]:
     """``link``'s row, and why it is not alive when that is not the gateway's own answer."""
     services = len(
         cluster.list(kube.SERVICE, selector=f"{mc.CLUSTER_NAME}={link},{mc.MIRRORED_SERVICE}=true")
     )
-    pod = _running_pod(cluster, namespace, link)
-    if pod is None:
-        why = f"no ready mirror controller pod for {link} (deploy/{mc.service_mirror_name(link)})"
-        return GatewayRow(link, False, services, None), why
-    try:
-        text = cluster.proxy_get(namespace, pod, mc.MIRROR_METRICS_PORT, "/metrics")
-        state = probe_state(text, link)
-    except (kube.ClusterError, ValueError) as e:
-        return GatewayRow(link, False, services, None), f"cannot read {pod}'s metrics: {e}"
+    state, why = read_probe(cluster, namespace, link)
     if state is None:
-        return GatewayRow(link, False, services, None), f"{pod} reports no gateway_alive yet"
+        return GatewayRow(link, False, services, None), why
     return GatewayRow(link, state.alive, services, state.latency_p50_ms), ""
 
 
