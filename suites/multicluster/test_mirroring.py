@@ -164,7 +164,8 @@ def test_exported_service_is_mirrored_as_linkerd_does(
     assert conditions.get("Mirrored", {}).get("status") == "True", (
         f"CONF-15: expected condition Mirrored=True; saw {entry}"
     )
-    local_refs = [v for k, v in entry.items() if k.lower().startswith("local")]
+    holders = [entry, *entry["conditions"]]  # Linkerd puts localRef in the condition
+    local_refs = [v for h in holders for k, v in h.items() if k.lower().startswith("local")]
     assert any(isinstance(r, dict) and r.get("name") == "shop-target" for r in local_refs), (
         f"CONF-15: expected a local reference to shop-target; saw {entry}"
     )

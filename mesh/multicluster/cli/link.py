@@ -209,7 +209,8 @@ def _check_api(kubeconfig: dict[str, Any], server: str) -> None:
     try:
         remote = kube.connect(kubeconfig)
         try:
-            remote.get(kube.SERVICE_ACCOUNT, mc.REMOTE_ACCESS_SA, mc.NAMESPACE)
+            # what the remote-access ClusterRole grants (get on namespaces)
+            remote.get(kube.NAMESPACE, mc.NAMESPACE)
         finally:
             remote.close()
     except kube.ClusterError as e:
