@@ -210,8 +210,9 @@ def private_link(
     finally:
         try:
             linked.adapter.unlink(linked.clusters[source], name)
-        except MeshError:
-            if record is not None:
+        except MeshError as e:
+            # nothing left to unlink (the test unlinked, or linking failed early) is fine
+            if record is not None and "nothing of a link" not in str(e):
                 raise
 
 

@@ -161,7 +161,9 @@ def test_unmeshed_client_cannot_use_the_gateway(
     mirror_url = f"http://server-target.{ns}.svc.{linked.clusters[SOURCE].domain}:8080/"
     with evidence.step("the gateway works for a meshed client"):
         converge(meshed, mirror_url)
-    before = linked.mesh.metrics(TARGET, ns, server).sum("request_total", direction="inbound")
+    gateway_id = linked.mesh.identity(TARGET, MC_NAMESPACE, GATEWAY_SA)
+    via_gateway = {"direction": "inbound", "client_id": gateway_id}
+    before = linked.mesh.metrics(TARGET, ns, server).sum("request_total", **via_gateway)
     urls = [mirror_url] + [f"http://{ip}:4143/" for ip in gateway_addresses(linked, TARGET)]
     for url in urls:
         result = plain.run(url, 10, timeout=3, label=f"unmeshed {plain.pod} -> {url}")
@@ -175,10 +177,10 @@ def test_unmeshed_client_cannot_use_the_gateway(
         )
     after = linked.mesh.metrics(TARGET, ns, server)
     evidence.record("server_inbound", after.describe("request_total", direction="inbound"))
-    assert after.sum("request_total", direction="inbound") == before, (
-        f"CONF-20: the server's proxy counted inbound requests while only the unmeshed "
-        f"client was calling: before {before}, now "
-        f"{after.describe('request_total', direction='inbound')}"
+    assert after.sum("request_total", **via_gateway) == before, (
+        f"CONF-20: the server's proxy counted requests from the gateway while only the "
+        f"unmeshed client was calling: before {before}, now "
+        f"{after.describe('request_total', **via_gateway)}"
     )
     gateway = linked.mesh.metrics(TARGET, MC_NAMESPACE, gateway_pod(linked, TARGET))
     evidence.record("gateway_refused", gateway.describe("inbound_gateway_refused_total"))

@@ -123,19 +123,23 @@ def test_deleting_a_link_stops_mirroring_and_keeps_mirrors(
         export_service(linked, TARGET, ns, "gone-too", key=LINK_LABEL, value=name)
         mirror(linked, SOURCE, ns, f"kept-{name}")
         mirror(linked, SOURCE, ns, f"gone-too-{name}")
-        with evidence.step("delete the Link, then unexport and delete on the target"):
+        names = [f"kept-{name}", f"gone-too-{name}"]
+
+        def kept() -> bool:
+            return all(service(linked.kube[SOURCE], ns, n) is not None for n in names)
+
+        with evidence.step("delete the Link"):
             delete_link(linked.kube[SOURCE], name)
+            # also the time the controller has to notice before the target changes
+            stays(f"mirrors {names} kept after their Link was deleted", kept)
+        with evidence.step("unexport and delete on the target"):
             from lightkube.resources.core_v1 import Service
 
             linked.kube[TARGET].client.patch(
                 Service, "kept", {"metadata": {"labels": {LINK_LABEL: None}}}, namespace=ns
             )
             delete_service(linked.kube[TARGET], ns, "gone-too")
-        names = [f"kept-{name}", f"gone-too-{name}"]
-        stays(
-            f"mirrors {names} kept after their Link was deleted",
-            lambda: all(service(linked.kube[SOURCE], ns, n) is not None for n in names),
-        )
+        stays(f"mirrors {names} kept: a deleted Link no longer mirrors changes", kept)
 
 
 @pytest.mark.requires(clusters=2)
