@@ -25,7 +25,7 @@ from mesh.install.target import KubeTarget, TargetError, kube_options, target_fr
 if TYPE_CHECKING:
     from mesh.check.checks import Check
 
-__all__ = ["CheckSettings", "check", "converge", "converge_results"]
+__all__ = ["CheckSettings", "check", "converge", "converge_results", "multicluster_check"]
 
 
 @dataclass(frozen=True)
@@ -168,7 +168,6 @@ def check(
     in the SOURCE cluster of links (where `multicluster link` output was applied).
     """
     from mesh.check.checks import INSTALL_CHECKS, PRE_CHECKS
-    from mesh.check.report import render_json, render_text, succeeded
 
     if pre and multicluster:
         raise click.UsageError("--pre and --multicluster do not go together")
@@ -177,14 +176,58 @@ def check(
     checks = PRE_CHECKS if pre else INSTALL_CHECKS
     settings = CheckSettings(wait=wait.total_seconds())
 
-    def waiting(results: Sequence[Result]) -> None:
-        pending = [r.message for r in results if r.status is Status.FAIL]
-        click.echo(f"waiting: {'; '.join(pending)}", err=True)
-
-    results = converge(fetch, checks, settings, waiting=waiting)
+    results = converge(fetch, checks, settings, waiting=_waiting)
     if multicluster:
         evaluate = _multicluster_evaluator(ctx, target, control_plane_ns)
-        results += converge_results(evaluate, settings, waiting=waiting)
+        results += converge_results(evaluate, settings, waiting=_waiting)
+    _report(ctx, results, output)
+
+
+def _waiting(results: Sequence[Result]) -> None:
+    pending = [r.message for r in results if r.status is Status.FAIL]
+    click.echo(f"waiting: {'; '.join(pending)}", err=True)
+
+
+def _report(ctx: click.Context, results: Sequence[Result], output: str) -> None:
+    from mesh.check.report import render_json, render_text, succeeded
+
     click.echo(render_json(results) if output == "json" else render_text(results), nl=False)
     if not succeeded(results):
         ctx.exit(1)
+
+
+@click.command("check")
+@click.option("--linkerd-namespace", "control_plane_ns", default="linkerd", show_default=True)
+@click.option(
+    "-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True
+)
+@click.option(
+    "--wait",
+    type=_Wait(),
+    default="300s",
+    show_default=True,
+    help="How long to wait for mirror controllers and gateways to become ready.",
+)
+@kube_options
+@click.pass_context
+def multicluster_check(
+    ctx: click.Context,
+    control_plane_ns: str,
+    output: str,
+    wait: timedelta,
+    context: str | None,
+    kubeconfig: str | None,
+) -> None:
+    """Check only this cluster's links (what `isthmus check --multicluster` adds).
+
+    \b
+      isthmus --context west multicluster check
+
+    Run it in the SOURCE cluster: the Link CRD, each Link's credentials, the
+    target's API server answering to them, shared trust anchors, the mirror
+    controller, the gateway and the mirrors. Exits 1 if any fails.
+    """
+    target = target_from(ctx, context, kubeconfig)
+    evaluate = _multicluster_evaluator(ctx, target, control_plane_ns)
+    settings = CheckSettings(wait=wait.total_seconds())
+    _report(ctx, converge_results(evaluate, settings, waiting=_waiting), output)

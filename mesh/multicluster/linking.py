@@ -201,18 +201,21 @@ def credentials_kubeconfig(
     cluster_name: str,
     server: str,
     token: str,
-    ca_data: bytes | None,
-    insecure: bool = False,
+    ca_data: bytes,
     user: str = mc.REMOTE_ACCESS_SA,
 ) -> Manifest:
-    """A kubeconfig with one context: ``server``, its CA (PEM bytes) and the bearer ``token``."""
-    if not server.startswith(("https://", "http://")):
+    """A kubeconfig with one context: ``server``, its CA (PEM bytes) and the bearer ``token``.
+
+    The mirror controller verifies the target with the CA, so one is required.
+    """
+    if not re.fullmatch(r"https://[^/\s]+(/\S*)?", server):
         raise LinkError(f"API server address {server!r} must be an https:// URL")
-    cluster: Manifest = {"server": server}
-    if ca_data:
-        cluster["certificate-authority-data"] = base64.b64encode(ca_data).decode()
-    if insecure:
-        cluster["insecure-skip-tls-verify"] = True
+    if b"-----BEGIN CERTIFICATE-----" not in ca_data:
+        raise LinkError("the target's CA is not a PEM certificate")
+    cluster: Manifest = {
+        "server": server,
+        "certificate-authority-data": base64.b64encode(ca_data).decode(),
+    }
     return {
         "apiVersion": "v1",
         "kind": "Config",

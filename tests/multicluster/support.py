@@ -64,6 +64,8 @@ class FakeCluster:
     """(namespace, pod) -> what /metrics on 9999 returns."""
     error: kube.ClusterError | None = None
     closed: bool = False
+    reads: list[tuple[str, str]] = field(default_factory=list)
+    """(resource plural, verb) of every request, to hold callers to an account's RBAC."""
 
     def add(self, *docs: Manifest) -> FakeCluster:
         for doc in docs:
@@ -81,6 +83,7 @@ class FakeCluster:
 
     def get(self, kind: kube.Kind, name: str, namespace: str | None = None) -> Manifest | None:
         self._check()
+        self.reads.append((kind.plural, "get"))
         found = self.objects.get((kind.kind, (namespace or "") if kind.namespaced else "", name))
         return copy.deepcopy(found) if found else None
 
@@ -162,6 +165,7 @@ def installed(
     *,
     ingress: Iterable[Mapping[str, str]] = ({"ip": GATEWAY_IP},),
     token: str | None = TOKEN,
+    token_ca: bytes = b"",
     server: str = "https://10.0.0.1:6443",
     cp_values: Values | None = None,
 ) -> FakeCluster:
@@ -174,12 +178,15 @@ def installed(
         gateway["status"] = {"loadBalancer": {"ingress": [dict(i) for i in ingress]}}
     secret = cluster.objects[("Secret", mc.NAMESPACE, mc.token_secret_name(mc.REMOTE_ACCESS_SA))]
     if token is not None:
-        secret["data"] = {"token": base64.b64encode(token.encode()).decode(), "ca.crt": ""}
+        secret["data"] = {
+            "token": base64.b64encode(token.encode()).decode(),
+            "ca.crt": base64.b64encode(token_ca).decode(),
+        }
     return cluster
 
 
-def write_kubeconfig(path: Path, contexts: Mapping[str, str]) -> Path:
-    """A kubeconfig with one context per ``name -> server``, CAs inline."""
+def write_kubeconfig(path: Path, contexts: Mapping[str, str], *, with_ca: bool = True) -> Path:
+    """A kubeconfig with one context per ``name -> server``, CAs inline (if ``with_ca``)."""
     config = {
         "apiVersion": "v1",
         "kind": "Config",
@@ -188,7 +195,11 @@ def write_kubeconfig(path: Path, contexts: Mapping[str, str]) -> Path:
                 "name": name,
                 "cluster": {
                     "server": server,
-                    "certificate-authority-data": base64.b64encode(CA_PEM).decode(),
+                    **(
+                        {"certificate-authority-data": base64.b64encode(CA_PEM).decode()}
+                        if with_ca
+                        else {"insecure-skip-tls-verify": True}
+                    ),
                 },
             }
             for name, server in contexts.items()

@@ -31,10 +31,11 @@ from mesh.multicluster.linking import (
     link_object,
     service_mirror_objects,
 )
+from mesh.multicluster.render import REMOTE_ACCESS_RULES
 from mesh.multicluster.values import McValues
 from tests.check.support import healthy
 from tests.install.support import NOW
-from tests.multicluster.support import Connector, FakeCluster, control_plane, installed, use
+from tests.multicluster.support import CA_PEM, Connector, FakeCluster, control_plane, installed, use
 
 ANCHOR = create_anchor("cluster.local", now=NOW).certificate_pem()
 OTHER_ANCHOR = create_anchor("cluster.local", now=NOW).certificate_pem()
@@ -223,7 +224,7 @@ def source_with_link(anchors: bytes = ANCHOR) -> FakeCluster:
     values = McValues(image_tag="dev")
     options = LinkOptions("east")
     config = credentials_kubeconfig(
-        cluster_name="east", server="https://172.30.25.2:6443", token="t", ca_data=None
+        cluster_name="east", server="https://172.30.25.2:6443", token="t", ca_data=CA_PEM
     )
     facts = GatewayFacts(("172.30.25.10",), 4143, "gw", "/ready", 4191, "3s")
     west = FakeCluster()
@@ -304,6 +305,11 @@ def test_fetch_reads_the_source_and_the_target_with_the_links_credentials() -> N
     )
     (used,) = connector.kubeconfigs
     assert used["users"][0]["user"]["token"] == "t"
+    assert isinstance(connector.remote, FakeCluster)
+    granted = {
+        (r, v) for rule in REMOTE_ACCESS_RULES for r in rule["resources"] for v in rule["verbs"]
+    }
+    assert set(connector.remote.reads) <= granted, "the target is read within the token's rights"
     assert {r.status for r in multicluster_checks(snapshot)} == {Status.OK}
 
 
@@ -344,3 +350,20 @@ def test_cli_check_multicluster(monkeypatch: pytest.MonkeyPatch) -> None:
     )
     assert result.exit_code == 0, result.output
     assert '"categoryName": "linkerd-multicluster"' in result.stdout
+
+
+def test_multicluster_check_verb_runs_only_the_link_checks(monkeypatch: pytest.MonkeyPatch) -> None:
+    def fetcher(
+        ctx: click.Context, target: KubeTarget, ns: str, pre: bool
+    ) -> Callable[[], ClusterSnapshot]:
+        raise AssertionError("the control plane is not checked")
+
+    monkeypatch.setattr(check_cli, "_fetcher", fetcher)
+    use(monkeypatch, Connector({"west": source_with_link()}, remote=east_remote()))
+    result = CliRunner().invoke(main, ["--context", "west", "mc", "check"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("linkerd-multicluster\n")
+    use(monkeypatch, Connector({"west": FakeCluster()}))
+    result = CliRunner().invoke(main, ["--context", "west", "multicluster", "check", "--wait", "0"])
+    assert result.exit_code == 1
+    assert "isthmus multicluster install | kubectl apply -f -" in result.stdout

@@ -13,7 +13,7 @@ from mesh.install import Values, load_all
 from mesh.multicluster import labels as mc
 from mesh.multicluster.cli import kube
 from mesh.multicluster.linking import LinkOptions, service_mirror_objects
-from mesh.multicluster.render import allow_objects
+from mesh.multicluster.render import REMOTE_ACCESS_RULES, allow_objects
 from mesh.multicluster.values import McValues
 from tests.multicluster.support import (
     CA_PEM,
@@ -209,6 +209,11 @@ def test_link_prints_credentials_link_and_controller(
     assert link_doc["spec"]["targetClusterDomain"] == "cluster.local"
     assert docs[2:] == service_mirror_objects(McValues(image_tag="dev"), LinkOptions("east"))
     assert connector.kubeconfigs == [config], "the API check used the printed credentials"
+    assert isinstance(connector.remote, FakeCluster)
+    granted = {(r, v) for rule in REMOTE_ACCESS_RULES if "resourceNames" not in rule
+               for r in rule["resources"] for v in rule["verbs"]}  # fmt: skip
+    assert connector.remote.reads, "the API server was asked something"
+    assert set(connector.remote.reads) <= granted, "the check stays within the token's rights"
 
 
 def test_link_flags(monkeypatch: pytest.MonkeyPatch, kubeconfig: str) -> None:
@@ -251,6 +256,35 @@ def test_link_flags(monkeypatch: pytest.MonkeyPatch, kubeconfig: str) -> None:
     assert spec["remoteDiscoverySelector"] == {"matchLabels": {"rd": "yes"}}
     assert spec["excludedLabels"] == ["a", "b", "c"]
     assert spec["excludedAnnotations"] == ["note"]
+
+
+def test_link_takes_the_ca_from_the_token_secret_when_the_kubeconfig_has_none(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    config = str(write_kubeconfig(tmp_path / "config", {"east": EAST_API}, with_ca=False))
+    args = (
+        "--kubeconfig",
+        config,
+        "--context",
+        "east",
+        "multicluster",
+        "link",
+        "--cluster-name",
+        "east",
+    )
+    link_setup(monkeypatch, installed(token_ca=b""))
+    code, out, err = run(*args)
+    assert code == 1
+    assert out == ""
+    assert "holds the target's CA" in err
+    link_setup(monkeypatch, installed(token_ca=CA_PEM))
+    code, out, err = run(*args)
+    assert code == 0, err
+    cluster = decode_kubeconfig(load_all(out)[0])["clusters"][0]["cluster"]
+    assert cluster == {
+        "server": EAST_API,
+        "certificate-authority-data": base64.b64encode(CA_PEM).decode(),
+    }
 
 
 def test_link_gen_prints_secret_and_link_only(
@@ -563,7 +597,16 @@ def test_gateways_without_the_extension(monkeypatch: pytest.MonkeyPatch) -> None
 def test_every_verb_explains_itself() -> None:
     code, out, _ = run("multicluster", "--help")
     assert code == 0
-    for verb in ("install", "uninstall", "allow", "link", "link-gen", "unlink", "gateways"):
+    for verb in (
+        "install",
+        "uninstall",
+        "allow",
+        "link",
+        "link-gen",
+        "unlink",
+        "gateways",
+        "check",
+    ):
         assert verb in out
         code, text, _ = run("multicluster", verb, "--help")
         assert code == 0

@@ -6,6 +6,7 @@ import pytest
 
 from mesh.multicluster.gateway_status import (
     GatewayRow,
+    ProbeState,
     histogram_quantile,
     probe_state,
     render_table,
@@ -71,3 +72,26 @@ def test_table() -> None:
         "south             True    0         -",
     ]
     assert render_table([]) == "CLUSTER   ALIVE   NUM_SVC   LATENCY\n"
+
+
+def test_reads_what_prometheus_client_writes() -> None:
+    """The controller exposes its metrics with prometheus_client; read them back exactly."""
+    from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_latest
+
+    registry = CollectorRegistry()
+    alive = Gauge("gateway_alive", "alive", ["target_cluster_name"], registry=registry)
+    latency = Histogram(
+        "gateway_probe_latency_ms",
+        "latency",
+        ["target_cluster_name"],
+        buckets=(1, 2, 5, 10, 50),
+        registry=registry,
+    )
+    alive.labels("east").set(1)
+    alive.labels("west").set(0)
+    for value in (0.5, 1.5, 1.7, 3, 40):
+        latency.labels("east").observe(value)
+    text = generate_latest(registry).decode()
+    east = probe_state(text, "east")
+    assert east == ProbeState(True, 1.75)
+    assert probe_state(text, "west") == ProbeState(False, None)

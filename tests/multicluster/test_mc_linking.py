@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import copy
 from typing import Any
 
@@ -22,7 +23,7 @@ from mesh.multicluster.linking import (
 from mesh.multicluster.render import install_objects
 from mesh.multicluster.values import McValues
 from tests.install.support import find
-from tests.multicluster.support import decode_kubeconfig
+from tests.multicluster.support import CA_PEM, decode_kubeconfig
 
 VALUES = McValues(image_tag="dev")
 GATEWAY = find(install_objects(VALUES), "Service", "linkerd-gateway")
@@ -99,26 +100,42 @@ def test_probe_period_may_be_a_duration() -> None:
 
 def test_kubeconfig_carries_server_ca_and_token() -> None:
     config = credentials_kubeconfig(
-        cluster_name="east", server="https://172.30.25.2:6443", token="t0k", ca_data=b"PEM"
+        cluster_name="east", server="https://172.30.25.2:6443", token="t0k", ca_data=CA_PEM
     )
     assert config["current-context"] == "east"
     assert config["clusters"] == [
         {
             "name": "east",
-            "cluster": {"server": "https://172.30.25.2:6443", "certificate-authority-data": "UEVN"},
+            "cluster": {
+                "server": "https://172.30.25.2:6443",
+                "certificate-authority-data": base64.b64encode(CA_PEM).decode(),
+            },
         }
     ]
     assert config["users"] == [{"name": mc.REMOTE_ACCESS_SA, "user": {"token": "t0k"}}]
-    with pytest.raises(LinkError, match="https://"):
-        credentials_kubeconfig(
-            cluster_name="east", server="172.30.25.2:6443", token="t", ca_data=None
-        )
+
+
+@pytest.mark.parametrize(
+    ("server", "ca", "complaint"),
+    [
+        ("172.30.25.2:6443", CA_PEM, "https://"),
+        ("http://172.30.25.2:6443", CA_PEM, "https://"),
+        ("https://", CA_PEM, "https://"),
+        ("https://172.30.25.2:6443", b"", "not a PEM certificate"),
+    ],
+)
+def test_kubeconfig_the_mirror_controller_cannot_use_is_refused(
+    server: str, ca: bytes, complaint: str
+) -> None:
+    with pytest.raises(LinkError) as caught:
+        credentials_kubeconfig(cluster_name="east", server=server, token="t", ca_data=ca)
+    assert complaint in str(caught.value)
 
 
 def test_credentials_secret() -> None:
     options = LinkOptions("east")
     config = credentials_kubeconfig(
-        cluster_name="east", server="https://x:6443", token="t", ca_data=None
+        cluster_name="east", server="https://x:6443", token="t", ca_data=CA_PEM
     )
     secret = credentials_secret(VALUES, options, config)
     assert secret["metadata"]["name"] == "cluster-credentials-east"

@@ -1,14 +1,16 @@
 """``isthmus multicluster``: install the extension, link clusters, and inspect the links.
 
 Every verb prints manifests for kubectl (install, uninstall, allow, link,
-link-gen, unlink) or a report (gateways); messages for people go to stderr.
-``check --multicluster`` lives with ``check``.
+link-gen, unlink) or a report (gateways, check); messages for people go to
+stderr. ``multicluster check`` is ``check --multicluster``'s part, defined with
+``check``.
 """
 
 from __future__ import annotations
 
 import click
 
+from mesh.check.cli import multicluster_check
 from mesh.multicluster.cli.gateways import gateways
 from mesh.multicluster.cli.install import allow, install, uninstall
 from mesh.multicluster.cli.link import link, link_gen, unlink
@@ -31,5 +33,5 @@ def multicluster() -> None:
     """
 
 
-for _command in (install, uninstall, allow, link, link_gen, unlink, gateways):
+for _command in (install, uninstall, allow, link, link_gen, unlink, gateways, multicluster_check):
     multicluster.add_command(_command)

@@ -157,8 +157,8 @@ def _link_options(command: F) -> F:
     return kube_options(command)
 
 
-def _ca_data(target: KubeTarget) -> tuple[str, bytes | None, bool]:
-    """The kubeconfig context's API server address, CA (PEM) and insecure flag."""
+def _server_and_ca(target: KubeTarget) -> tuple[str, bytes | None]:
+    """The kubeconfig context's API server address and CA (PEM), if it names one."""
     config = target.config()
     cluster = config.cluster
     ca: bytes | None = None
@@ -172,10 +172,11 @@ def _ca_data(target: KubeTarget) -> tuple[str, bytes | None, bool]:
             raise click.ClickException(
                 f"cannot read the kubeconfig's CA file {path}: {e}"
             ) from None
-    return cluster.server, ca, cluster.insecure
+    return cluster.server, ca
 
 
-def _token(cluster: kube.Cluster, namespace: str, account: str) -> str:
+def _token(cluster: kube.Cluster, namespace: str, account: str) -> tuple[str, bytes]:
+    """The account's bearer token and the cluster CA its token Secret carries."""
     hint = (
         "run `isthmus multicluster install` on the target"
         if account == mc.REMOTE_ACCESS_SA
@@ -191,9 +192,10 @@ def _token(cluster: kube.Cluster, namespace: str, account: str) -> str:
             secret.get("type") == "kubernetes.io/service-account-token"
             and (meta.get("annotations") or {}).get("kubernetes.io/service-account.name") == account
         ):
-            token = (secret.get("data") or {}).get("token")
-            if token:
-                return base64.b64decode(token).decode()
+            data = secret.get("data") or {}
+            if data.get("token"):
+                ca = base64.b64decode(data.get("ca.crt") or "")
+                return base64.b64decode(data["token"]).decode(), ca
     raise click.ClickException(
         f"the target has no token for ServiceAccount {namespace}/{account} yet: the token "
         f"controller fills Secret {mc.token_secret_name(account)} soon after install; "
@@ -209,8 +211,7 @@ def _check_api(kubeconfig: dict[str, Any], server: str) -> None:
     try:
         remote = kube.connect(kubeconfig)
         try:
-            # what the remote-access ClusterRole grants (get on namespaces)
-            remote.get(kube.NAMESPACE, mc.NAMESPACE)
+            remote.get(kube.NAMESPACE, mc.NAMESPACE)  # what the account may read
         finally:
             remote.close()
     except kube.ClusterError as e:
@@ -256,20 +257,26 @@ def _render(ctx: click.Context, params: dict[str, Any], with_controller: bool) -
             gateway = gateway_facts(
                 service, addresses=params["gateway_addresses"], port=params["gateway_port"]
             )
-        token = _token(cluster, options.namespace, params["service_account_name"])
+        token, token_ca = _token(cluster, options.namespace, params["service_account_name"])
     except kube.ClusterError as e:
         raise click.ClickException(f"cannot read the target cluster: {e}") from None
     except LinkError as e:
         raise click.ClickException(str(e)) from None
-    server, ca, insecure = _ca_data(target)
+    server, ca = _server_and_ca(target)
     server = params["api_server_address"] or server
+    ca = ca or token_ca
+    if not ca:
+        raise click.ClickException(
+            "neither the kubeconfig context (certificate-authority or -data) nor the token "
+            f"Secret of {params['service_account_name']} (ca.crt) holds the target's CA, "
+            "which the mirror controller needs to verify the target's API server"
+        )
     try:
         kubeconfig = credentials_kubeconfig(
             cluster_name=options.cluster_name,
             server=server,
             token=token,
             ca_data=ca,
-            insecure=insecure,
             user=params["service_account_name"],
         )
     except LinkError as e:
