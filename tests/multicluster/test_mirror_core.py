@@ -295,3 +295,17 @@ def test_remote_discovery_mirrors_have_no_endpoints() -> None:
     (svc,) = [c for c in out if isinstance(c, ApplyService)]
     assert svc.service.labels["multicluster.linkerd.io/remote-discovery"] == "east"
     assert endpoints(out) == []
+
+
+def test_a_delete_is_asked_once_while_its_service_and_endpoints_go() -> None:
+    remote = remote_service()
+    driver, out = synced_core(remote=[remote], slices=[remote_slice("web")])
+    driver.settle(out)
+    out = driver.feed(RemoteEvent(Deleted(remote)))
+    assert deleted(out) == [WEB]
+    # The Service's deletion is seen before the Endpoints': nothing is asked again.
+    assert driver.feed(LocalEvent(Deleted(Service("shop", "web-east")))) == []
+    from mesh.multicluster.mirror.desired import MirrorEndpoints
+
+    assert driver.feed(LocalEvent(Deleted(MirrorEndpoints("shop", "web-east")))) == []
+    assert driver.core.mirrors() == {}

@@ -13,13 +13,14 @@ import asyncio
 import logging
 from collections.abc import Sequence
 
+import httpx2
 from lightkube import AsyncClient
 from lightkube.config.kubeconfig import KubeConfig
 
 from mesh.multicluster import labels
 from mesh.multicluster.mirror.admin import AdminServer, MirrorMetrics
 from mesh.multicluster.mirror.controller import MirrorController, MirrorSettings
-from mesh.multicluster.mirror.kube import KubeLocal, KubeRemote
+from mesh.multicluster.mirror.kube import FIELD_MANAGER, KubeLocal, KubeRemote
 from mesh.serving import stop_signal
 
 __all__ = ["main"]
@@ -55,7 +56,11 @@ async def _serve(args: argparse.Namespace) -> None:
     settings = MirrorSettings()
     host, port = _host_port(args.metrics_addr)
     kube_config = KubeConfig.from_file(args.kubeconfig) if args.kubeconfig else None
-    client = AsyncClient(config=kube_config, field_manager="linkerd-service-mirror")
+    client = AsyncClient(
+        config=kube_config,
+        field_manager=FIELD_MANAGER,
+        timeout=httpx2.Timeout(settings.local_timeout),
+    )
     metrics = MirrorMetrics(args.link_name)
     controller = MirrorController(
         args.link_name,

@@ -78,13 +78,16 @@ class MirrorSettings:
     """The controller's waits and limits (seconds unless said)."""
 
     watch: WatchSettings = field(default_factory=WatchSettings)
-    status_interval: float = 0.5
+    status_interval: float = 1.0
     """Shortest time between two writes of the Link's status."""
-    write_concurrency: int = 16
+    write_concurrency: int = 32
+    """Writes in flight at once (under load each waits on the API server, not the CPU)."""
     retry_initial: float = 0.5
     retry_max: float = 30.0
     remote_timeout: float = 10.0
-    """Timeout of each request to the target's API server (connect, read)."""
+    """Timeout of each request to the target's API server (connect, read; watches: connect)."""
+    local_timeout: float = 30.0
+    """Timeout of each request to the local API server (a loaded one answers writes slowly)."""
     reconnect_after: int = 3
     """Consecutive remote failures after which the credentials are read again."""
 
@@ -160,12 +163,21 @@ class SystemResolver:
 
 def describe_remote_error(e: BaseException) -> tuple[str, str]:
     """A Link ``Ready`` reason and message for a failure talking to the target."""
-    status = getattr(getattr(e, "status", None), "code", None)
-    if status in (401, 403):
-        return "RemoteUnauthorized", f"the target's API server refused the credentials ({status})"
+    status = getattr(e, "status", None)
+    code = getattr(status, "code", None)
+    detail = getattr(status, "message", None) or str(e)
+    if code == 401:
+        return "RemoteUnauthorized", f"the target's API server refused the credentials: {detail}"
+    if code == 403:
+        return "RemoteForbidden", f"the credentials may not read the target: {detail}"
     if isinstance(e, httpx2.HTTPStatusError):
-        return "RemoteError", f"the target's API server answered {e.response.status_code}"
-    return "RemoteUnreachable", f"cannot reach the target's API server: {type(e).__name__}: {e}"
+        return "RemoteError", f"the target's API server answered {e.response.status_code}: {detail}"
+    return "RemoteUnreachable", f"cannot reach the target's API server: {_describe(e)}"
+
+
+def _describe(e: BaseException) -> str:
+    text = str(e)
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
 class _Reconnect(Exception):
@@ -200,6 +212,8 @@ class MirrorController:
         self._retry_delay: dict[ObjectKey, float] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._link: Link | None = None
+        self._link_exists = False
+        """Our Link object exists (valid or not): its status can be written."""
         self._remote_task: asyncio.Task[None] | None = None
         self._remote_secret: str | None = None
         self._probe_task: asyncio.Task[None] | None = None
@@ -248,11 +262,13 @@ class MirrorController:
                 mine = [
                     o for o in event.objects if o.get("metadata", {}).get("name") == self.link_name
                 ]
+                self._link_exists = bool(mine)
                 if mine:
                     await self._on_link(mine[0])
                 else:
                     self._queue.put_nowait(LinkInvalid("LinkNotFound", f"no Link {self.link_name}"))
             elif event.obj.get("metadata", {}).get("name") == self.link_name:
+                self._link_exists = not isinstance(event, Deleted)
                 if isinstance(event, Deleted):
                     self._queue.put_nowait(
                         LinkInvalid("LinkNotFound", f"Link {self.link_name} deleted")
@@ -350,7 +366,7 @@ class MirrorController:
     async def _status_writer(self) -> None:
         while True:
             await asyncio.sleep(self.settings.status_interval)
-            if self._link is None:
+            if not self._link_exists:
                 continue
             status = self.core.take_status()
             if status is None:
@@ -383,8 +399,10 @@ class MirrorController:
                 )
 
     async def _delete_mirror(self, key: ObjectKey) -> None:
-        await self._local.delete_service(key.namespace, key.name)
-        await self._local.delete_endpoints(key.namespace, key.name)
+        await asyncio.gather(
+            self._local.delete_service(key.namespace, key.name),
+            self._local.delete_endpoints(key.namespace, key.name),
+        )
 
     async def _write(self, key: ObjectKey, kind: str, call: Coroutine[Any, Any, None]) -> None:
         lock = self._locks.setdefault(key, asyncio.Lock())
@@ -393,8 +411,8 @@ class MirrorController:
                 await call
         except Exception as e:
             self._metrics.wrote(kind, False)
-            _log.warning("%s of mirror %s failed: %s", kind, key, e)
-            self._queue.put_nowait(CommandFailed(key, f"{kind} failed: {e}"))
+            _log.warning("%s of mirror %s failed: %s", kind, key, _describe(e))
+            self._queue.put_nowait(CommandFailed(key, f"{kind} failed: {_describe(e)}"))
             delay = self._retry_delay.get(key, self.settings.retry_initial)
             self._retry_delay[key] = min(delay * 2, self.settings.retry_max)
             self._spawn(self._retry_later(key, delay))

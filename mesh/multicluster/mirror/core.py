@@ -465,14 +465,17 @@ class MirrorCore:
             lo.mirrors.pop(key, None)
             lo.foreign.discard(key)
             if isinstance(ev, Deleted):
-                self._requested_del.discard(key)
                 self._requested_svc.pop(key, None)
+                if key not in lo.endpoints:  # a delete is done when both are gone
+                    self._requested_del.discard(key)
             else:
                 self._observe_service(obj)
         elif isinstance(ev, Deleted):
             lo.endpoints.pop(key, None)
             self._requested_ep_del.discard(key)
             self._requested_ep.pop(key, None)
+            if key not in lo.mirrors:
+                self._requested_del.discard(key)
         else:
             lo.endpoints[key] = obj
         if (rk := naming.remote_key(key, self.cluster)) is not None:
