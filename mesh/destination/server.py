@@ -39,7 +39,7 @@ from mesh.k8s.objects import EndpointSlice, Pod, Service
 from mesh.k8s.watching import WatchSettings, list_and_watch, merge
 from mesh.proto import destination_pb2 as pb
 from mesh.proto import destination_pb2_grpc as pb_grpc
-from mesh.serving import ServerSettings, serve_until_stopped
+from mesh.serving import ServerSettings, grpc_server, serve_until_stopped
 
 __all__ = [
     "DEFAULT_PORT",
@@ -229,7 +229,7 @@ class DestinationServer:
 
     async def start(self, address: str = f"0.0.0.0:{DEFAULT_PORT}") -> int:
         """Start feeding the hub and serving on ``address``; return the bound port."""
-        server = aio.server()
+        server = grpc_server()
         pb_grpc.add_DestinationServicer_to_server(DestinationServicer(self.hub), server)
         port = server.add_insecure_port(address)
         if port == 0:

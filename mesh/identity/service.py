@@ -58,7 +58,7 @@ from mesh.identity.names import DEFAULT_CONTROL_PLANE_NS
 from mesh.identity.pem import CertError, PemFile
 from mesh.proto import identity_pb2 as pb
 from mesh.proto import identity_pb2_grpc as pb_grpc
-from mesh.serving import stop_signal
+from mesh.serving import grpc_server, stop_signal
 
 __all__ = [
     "DEFAULT_PORT",
@@ -254,7 +254,7 @@ class IdentityServer:
 
     async def start(self, address: str = f"0.0.0.0:{DEFAULT_PORT}") -> int:
         """Serve on ``address``; return the bound port."""
-        server = aio.server()
+        server = grpc_server()
         pb_grpc.add_IdentityServicer_to_server(self._servicer, server)
         port = server.add_insecure_port(address)
         if port == 0:

@@ -6,6 +6,14 @@ read through a ``NamespaceLookup`` (the seam: lightkube in production, a fake
 in tests), bounded by ``ServerSettings.lookup_timeout``; a lookup that fails or
 times out still gets the pod admitted (with a warning), never refused.
 
+Hostile clients cost only their connection (SEC-1): the TLS handshake must
+finish within ``handshake_timeout``; a connection that sends no complete head
+within ``keepalive_timeout`` (or idles that long between requests) is closed
+(aiohttp's keep-alive timer); a body must arrive in full within
+``request_timeout`` (else 408; the rest is read and dropped for at most as
+long again, then the connection closes) and may not exceed ``max_body`` (413); request
+lines and header fields are bounded by aiohttp's parser (8 KiB each).
+
 ``isthmus component injector --tls-cert F --tls-key F --port 8443
 --admin-port 9995 --config F --trust-anchors F``
 """
@@ -54,6 +62,32 @@ class ServerSettings:
     """Largest AdmissionReview accepted."""
     shutdown_timeout: float = 5.0
     """How long stopping waits for requests in flight."""
+    handshake_timeout: float = 10.0
+    """A client must complete the TLS handshake within this."""
+    keepalive_timeout: float = 15.0
+    """A connection without a complete request head for this long is closed."""
+    request_timeout: float = 10.0
+    """A request body must arrive in full within this (else 408)."""
+
+
+class _Site(web.SockSite):
+    """A ``SockSite`` whose TLS handshake is bounded (aiohttp leaves asyncio's 60 s)."""
+
+    def __init__(self, *args: object, handshake_timeout: float, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self._handshake_timeout = handshake_timeout
+
+    async def start(self) -> None:
+        await web.BaseSite.start(self)
+        server = self._runner.server
+        assert server is not None
+        self._server = await asyncio.get_running_loop().create_server(
+            server,
+            sock=self._sock,
+            ssl=self._ssl_context,
+            backlog=self._backlog,
+            ssl_handshake_timeout=self._handshake_timeout if self._ssl_context else None,
+        )
 
 
 def server_ssl_context(cert: Path, key: Path) -> ssl.SSLContext:
@@ -88,7 +122,14 @@ class InjectorServer:
 
     async def _review(self, request: web.Request) -> web.Response:
         try:
-            review = parse_review(await request.read())
+            async with asyncio.timeout(self.settings.request_timeout):
+                body = await request.read()
+        except TimeoutError:
+            timed_out = web.json_response({"error": "request body timed out"}, status=408)
+            timed_out.force_close()
+            return timed_out
+        try:
+            review = parse_review(body)
         except ReviewError as e:
             return web.json_response({"error": str(e)}, status=400)
         uid = str(review["uid"])
@@ -122,12 +163,21 @@ class InjectorServer:
         self, app: web.Application, host: str, port: int, ssl_context: ssl.SSLContext | None
     ) -> int:
         runner = web.AppRunner(
-            app, access_log=None, shutdown_timeout=self.settings.shutdown_timeout
+            app,
+            access_log=None,
+            shutdown_timeout=self.settings.shutdown_timeout,
+            keepalive_timeout=self.settings.keepalive_timeout,
+            lingering_time=self.settings.request_timeout,
         )
         await runner.setup()
         self._runners.append(runner)
         sock = socket.create_server((host, port), reuse_port=False)
-        site = web.SockSite(runner, sock, ssl_context=ssl_context)
+        site = _Site(
+            runner,
+            sock,
+            ssl_context=ssl_context,
+            handshake_timeout=self.settings.handshake_timeout,
+        )
         await site.start()
         return int(sock.getsockname()[1])
 

@@ -52,7 +52,7 @@ from mesh.policy.translate import server_message
 from mesh.policy.watcher import PodGone, PodNotFound, PolicyWatcher, PortTarget, TargetError
 from mesh.proto import inbound_pb2 as pb
 from mesh.proto import inbound_pb2_grpc as pb_grpc
-from mesh.serving import ServerSettings, serve_until_stopped
+from mesh.serving import ServerSettings, grpc_server, serve_until_stopped
 
 __all__ = [
     "DEFAULT_ADMIN_PORT",
@@ -261,7 +261,13 @@ class PolicyServer:
         app = web.Application()
         app.router.add_get("/ready", self._ready)
         app.router.add_get("/live", self._live)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        runner = web.AppRunner(
+            app,
+            access_log=None,
+            handle_signals=False,
+            keepalive_timeout=self.settings.admin_keepalive,
+            lingering_time=self.settings.admin_keepalive,
+        )
         await runner.setup()
         sock = socket.create_server((host, port), reuse_port=False)
         site = web.SockSite(runner, sock)
@@ -273,7 +279,7 @@ class PolicyServer:
         self, address: str = f"0.0.0.0:{DEFAULT_PORT}", admin: tuple[str, int] | None = None
     ) -> tuple[int, int | None]:
         """Feed the hub and serve on ``address`` (and ``admin``); return the bound ports."""
-        server = aio.server()
+        server = grpc_server()
         pb_grpc.add_InboundServerPoliciesServicer_to_server(InboundPolicyServicer(self.hub), server)
         port = server.add_insecure_port(address)
         if port == 0:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from mesh.proxy.admin import AdminLimits
 from mesh.proxy.balancer import DEFAULT_DECAY, DEFAULT_RTT
 from mesh.proxy.detect import DEFAULT_DETECT_TIMEOUT
 from mesh.proxy.policy import DEFAULT_CLUSTER_NETWORKS, Network
@@ -27,6 +28,11 @@ class Timeouts:
     """How long an endpoint that refused a connection is skipped by the balancer."""
     pool_idle: float = 10.0
     """An idle pooled upstream connection is closed after this."""
+    request_head: float = 10.0
+    """Once a client has sent a request's first bytes (or after detection), the whole
+    head must arrive within this; else the connection is closed (slowloris)."""
+    http_idle: float = 60.0
+    """An HTTP connection with no request in progress is closed after this."""
     response: float | None = None
     """How long a sent request may wait for bytes of its response (504 if none came
     before the head); ``None``: no limit, as in Linkerd without a route timeout."""
@@ -52,6 +58,8 @@ class ProxyConfig:
     """Idle upstream connections kept per endpoint."""
     tap_capacity: int = 1000
     """Events buffered per tap subscriber before dropping."""
+    admin: AdminLimits = field(default_factory=AdminLimits)
+    """What one admin-port connection may cost (time and bytes)."""
     gateway_suffixes: tuple[str, ...] = ()
     """Gateway mode: direct inbound connections are routed to services under these
     suffixes (``svc.<cluster domain>``); empty: not a gateway."""

@@ -6,6 +6,12 @@ discovery, balancer, pool) for a ``Forward`` to a pooled upstream connection or
 a local ``Respond``. It reads the downstream connection only when the session
 can use the bytes (waiting for a request, or streaming a request body) and the
 upstream while an exchange is in flight, both at once only for streaming bodies.
+
+Slow clients cost only their connection (SEC-1): a request head must arrive in
+full within ``request_head`` seconds of its first bytes (the first request's
+clock starts with the connection, whose request line detection already read),
+and a client that sends nothing for ``idle`` seconds while the proxy waits for
+its next request or for more of a request body is closed.
 """
 
 from __future__ import annotations
@@ -73,6 +79,8 @@ class _Driver:
         pool: ConnectionPool,
         clock: Callable[[], float],
         response_timeout: float | None,
+        request_head: float | None,
+        idle: float | None,
     ) -> None:
         self.down = down
         self.session = session
@@ -80,11 +88,15 @@ class _Driver:
         self.pool = pool
         self.clock = clock
         self.response_timeout = response_timeout
+        self.request_head = request_head
+        self.idle = idle
+        self.head_deadline: float | None = None if request_head is None else clock() + request_head
+        """When the request head being received must be complete (``None``: none started)."""
         self.closed = False
         self.head: RequestHead | None = None
         self.exchange: Exchange | None = None
         self.upstream: PooledConnection | None = None
-        self.down_read: asyncio.Task[bytes] | None = None
+        self.down_read: asyncio.Task[bytes | None] | None = None
         self.up_read: asyncio.Task[bytes | BaseException] | None = None
         self.up_read_for: PooledConnection | None = None
 
@@ -108,6 +120,7 @@ class _Driver:
                 self.exchange.abandon("connection closed", now=self.clock())
 
     async def route(self, head: RequestHead) -> list[Command]:
+        self.head_deadline = None
         decision = await self.router.route(head)
         self.exchange = decision.exchange
         if isinstance(decision, Respond):
@@ -164,9 +177,19 @@ class _Driver:
             return True
         return False
 
-    async def read_downstream(self) -> bytes:
+    def downstream_timeout(self) -> float | None:
+        """How long the next downstream read may wait (see the module docstring)."""
+        if self.session.phase is Phase.IDLE and self.head_deadline is not None:
+            return max(self.head_deadline - self.clock(), 0.0)
+        return self.idle
+
+    async def read_downstream(self) -> bytes | None:
+        """The next bytes from the client; ``None`` if it was too slow."""
         try:
-            return await self.down.read()
+            async with asyncio.timeout(self.downstream_timeout()):
+                return await self.down.read()
+        except TimeoutError:
+            return None
         except (ConnectionError, OSError):
             return b""
 
@@ -180,7 +203,17 @@ class _Driver:
         except (ConnectionError, OSError) as e:
             return e
 
-    async def on_downstream(self, data: bytes) -> None:
+    async def on_downstream(self, data: bytes | None) -> None:
+        if data is None:
+            self.closed = True
+            return
+        if (
+            data
+            and self.session.phase is Phase.IDLE
+            and self.head_deadline is None
+            and self.request_head is not None
+        ):
+            self.head_deadline = self.clock() + self.request_head
         await self.execute(self.session.receive_downstream(data))
 
     async def on_upstream(self, upstream: PooledConnection, data: bytes | BaseException) -> None:
@@ -265,6 +298,13 @@ async def serve_http(
     *,
     clock: Callable[[], float],
     response_timeout: float | None = None,
+    request_head: float | None = None,
+    idle: float | None = None,
 ) -> None:
-    """Proxy HTTP/1.1 on ``down`` until either side closes; ``down`` is left to the caller."""
-    await _Driver(down, session, router, pool, clock, response_timeout).run()
+    """Proxy HTTP/1.1 on ``down`` until either side closes; ``down`` is left to the caller.
+
+    ``request_head`` and ``idle`` bound slow clients (see the module docstring);
+    ``None`` waits without limit.
+    """
+    driver = _Driver(down, session, router, pool, clock, response_timeout, request_head, idle)
+    await driver.run()

@@ -55,7 +55,7 @@ __all__ = [
 CLIENT_ID_HEADER = b"l5d-client-id"
 PROXY_ERROR_HEADER = b"l5d-proxy-error"
 MAX_HEAD_SIZE = 64 * 1024
-"""The largest request or response head accepted."""
+"""The largest request or response head accepted (a larger request head gets 431)."""
 
 Header = tuple[bytes, bytes]
 
@@ -357,6 +357,10 @@ class Http1Session:
             if event is h11.NEED_DATA or event is h11.PAUSED:
                 break
             ex = self._ex
+            if isinstance(event, h11.Request) and _head_size(event) > MAX_HEAD_SIZE:
+                # h11 bounds only heads that arrive in pieces; one that came whole is checked here
+                error = h11.RemoteProtocolError("request head too large", error_status_hint=431)
+                return out + self._downstream_broken(error)
             if isinstance(event, h11.Request):
                 head = RequestHead(
                     event.method.decode("ascii"),
@@ -530,6 +534,12 @@ def _clean(commands: list[Command]) -> list[Command]:
 
 def _send(upstream: UpstreamConnection, event: h11.Data | h11.EndOfMessage) -> bytes:
     return upstream.conn.send(event) or b""
+
+
+def _head_size(request: h11.Request) -> int:
+    """The size of ``request``'s head as sent (near enough: line and header fields)."""
+    fields = sum(len(name) + len(value) + 4 for name, value in request.headers.raw_items())
+    return len(request.method) + len(request.target) + 12 + fields
 
 
 def _describe(error: h11.ProtocolError) -> str:

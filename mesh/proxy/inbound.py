@@ -1,7 +1,9 @@
 """The inbound side (port 4143): traffic redirected to the pod, delivered to the app.
 
 Per connection:
-1. The original destination gives the target port; the policy source gives
+1. The original destination gives the target port (a connection whose original
+   destination is the listener itself was not redirected: refused, since
+   forwarding it would loop through the proxy without end); the policy source gives
    that port's server.
 2. Detection: a TLS ClientHello naming the local identity is terminated with
    the workload certificate (the client's identity is verified against the
@@ -164,16 +166,18 @@ class Inbound:
                 )
                 return
             target = conn.local  # not redirected: addressed to the proxy directly
+        direct = target.port == conn.local.port
+        if direct and self.gateway is None:
+            # delivering it to app_host:<inbound port> would be the proxy itself, without end
+            log.info("direct connection from %s to the inbound port refused", conn.peer)
+            return
         timeouts = self.config.timeouts
         detector = Detector(self.clock(), timeouts.detect)
         detected = await detect_protocol(conn, detector, self.clock)
         if detector.abandoned:
             return
-        if target.port == conn.local.port:
-            if self.gateway is not None:
-                await self.gateway.handle(conn, target, detected)
-            else:  # delivering it to app_host:<inbound port> would be the proxy itself, a loop
-                log.info("direct connection from %s to the inbound port refused", conn.peer)
+        if direct and self.gateway is not None:
+            await self.gateway.handle(conn, target, detected)
             return
         server = self.policy.server(target.port)
         tls = self._no_tls()
@@ -235,6 +239,8 @@ class Inbound:
             self.pool,
             clock=self.clock,
             response_timeout=self.config.timeouts.response,
+            request_head=self.config.timeouts.request_head,
+            idle=self.config.timeouts.http_idle,
         )
 
     async def _serve_opaque(

@@ -2,7 +2,8 @@
 
 Per connection:
 1. The original destination names the target (a service IP and port, usually);
-   its ``Destination`` (discovery watch + balancer) is looked up.
+   its ``Destination`` (discovery watch + balancer) is looked up. A connection
+   to the listener itself (not redirected) is refused: it would loop.
 2. Detection: HTTP/1 is balanced per request; anything else (including the
    app's own TLS) is opaque and balanced per connection.
 3. An endpoint with an identity is reached over mTLS with SNI = that identity,
@@ -195,6 +196,12 @@ class Outbound:
                 "outbound connection from %s without original destination: %s", conn.peer, e
             )
             return
+        if target == conn.local:
+            # not redirected: forwarding it would connect the proxy to itself, without end
+            log.info(
+                "outbound connection from %s to the proxy's own port %s refused", conn.peer, target
+            )
+            return
         detector = Detector(self.clock(), self.config.timeouts.detect)
         detected = await detect_protocol(conn, detector, self.clock)
         if detector.abandoned:
@@ -222,6 +229,8 @@ class Outbound:
                     self.pool,
                     clock=self.clock,
                     response_timeout=self.config.timeouts.response,
+                    request_head=self.config.timeouts.request_head,
+                    idle=self.config.timeouts.http_idle,
                 )
             else:
                 await self._serve_opaque(conn, destination, target)

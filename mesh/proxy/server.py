@@ -103,7 +103,11 @@ class Proxy:
             gateway=gateway,
         )
         self.admin = Admin(
-            self.metrics, self.tap, ready=self.ready, tap_capacity=config.tap_capacity
+            self.metrics,
+            self.tap,
+            ready=self.ready,
+            tap_capacity=config.tap_capacity,
+            limits=config.admin,
         )
         self._servers: dict[str, asyncio.Server] = {}
         self._connections: set[asyncio.Task[None]] = set()

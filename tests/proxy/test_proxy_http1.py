@@ -13,6 +13,7 @@ import h11
 import pytest
 
 from mesh.proxy.http1 import (
+    MAX_HEAD_SIZE,
     CloseDownstream,
     Command,
     Http1Session,
@@ -430,3 +431,20 @@ def test_routing_twice_is_an_error() -> None:
     book = Playbook(Direction.OUTBOUND)
     with pytest.raises(RuntimeError, match="no request"):
         book.session.respond(LocalResponse.forbidden())
+
+
+@pytest.mark.parametrize("pieces", [1, 7])
+def test_a_request_head_over_the_limit_gets_431_however_it_arrives(pieces: int) -> None:
+    """SEC-1: a head larger than MAX_HEAD_SIZE is refused whole or in pieces, never routed."""
+    data = b"GET / HTTP/1.1\r\nHost: a\r\nX-Big: " + b"a" * MAX_HEAD_SIZE + b"\r\n\r\n"
+    session = Http1Session(Direction.INBOUND)
+    size = -(-len(data) // pieces)
+    commands: list[Command] = []
+    for start in range(0, len(data), size):
+        commands += session.receive_downstream(data[start : start + size])
+        if session.phase is Phase.CLOSED:
+            break
+    assert not any(isinstance(c, RouteRequest) for c in commands), "an oversized head was routed"
+    sent = b"".join(c.data for c in commands if isinstance(c, SendDownstream))
+    assert sent.startswith(b"HTTP/1.1 431 "), f"expected a 431, the client got {sent[:80]!r}"
+    assert isinstance(commands[-1], CloseDownstream)
