@@ -28,7 +28,7 @@ from tests.multicluster.fakes import (
     IdentityResolver,
     LocalSeam,
 )
-from tests.multicluster.support import link_obj, remote_service, remote_slice
+from tests.multicluster.mirror_support import link_obj, remote_service, remote_slice
 
 CONVERGE_TIMEOUT = 5.0
 """How long a scenario may take to converge on the fakes (they answer at once)."""

@@ -18,7 +18,7 @@ from mesh.multicluster.mirror.desired import (
     mirror_service,
 )
 from mesh.multicluster.mirror.kube import endpoints
-from tests.multicluster.support import link, remote_service
+from tests.multicluster.mirror_support import link, remote_service
 
 
 def test_a_mirror_manifest_reads_back_as_the_same_mirror() -> None:
