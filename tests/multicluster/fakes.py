@@ -21,7 +21,7 @@ from mesh.multicluster.kubeconfig import RemoteCluster
 from mesh.multicluster.mirror.core import Namespace
 from mesh.multicluster.mirror.desired import MirrorEndpoints, MirrorService
 from mesh.multicluster.mirror.liveness import ProbeOutcome
-from tests.multicluster.support import as_service
+from tests.multicluster.mirror_support import as_service
 
 
 class _Feed:
