@@ -64,10 +64,7 @@ def check_cluster_name(name: str) -> None:
     try:
         check_label("cluster name", name)
     except ValueError as e:
-        raise LinkError(
-            f"{e}: --cluster-name becomes part of Service names and label values, so it must "
-            "be a DNS label (lower-case letters, digits and '-', at most 63 characters)"
-        ) from None
+        raise LinkError(f"{e}; it becomes part of mirror names and label values") from None
 
 
 def local_access_role_name(link: str) -> str:

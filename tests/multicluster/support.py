@@ -22,25 +22,7 @@ from mesh.multicluster.values import McValues
 
 Manifest = dict[str, Any]
 
-KINDS = {
-    k.kind: k
-    for k in (
-        kube.NAMESPACE,
-        kube.SERVICE,
-        kube.ENDPOINTS,
-        kube.SECRET,
-        kube.SERVICE_ACCOUNT,
-        kube.CONFIG_MAP,
-        kube.POD,
-        kube.DEPLOYMENT,
-        kube.ROLE,
-        kube.ROLE_BINDING,
-        kube.CLUSTER_ROLE,
-        kube.CLUSTER_ROLE_BINDING,
-        kube.CRD,
-        kube.LINK,
-    )
-}
+KINDS = kube.KINDS
 TOKEN = "remote-access-token"
 CA_PEM = b"-----BEGIN CERTIFICATE-----\nZmFrZQ==\n-----END CERTIFICATE-----\n"
 GATEWAY_IP = "172.30.25.10"

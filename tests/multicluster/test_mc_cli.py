@@ -152,6 +152,21 @@ def test_uninstall_includes_allowed_accounts(monkeypatch: pytest.MonkeyPatch) ->
     }
 
 
+def test_uninstall_names_only_what_exists(monkeypatch: pytest.MonkeyPatch) -> None:
+    """So that `kubectl delete -f -` exits 0 after an install without the gateway."""
+    use(monkeypatch, Connector({"east": installed(McValues(gateway_enabled=False))}))
+    code, out, err = run("--context", "east", "multicluster", "uninstall")
+    assert code == 0, err
+    names = {r["metadata"]["name"] for r in load_all(out)}
+    assert "linkerd-gateway" not in names
+    assert {"linkerd-multicluster", "links.multicluster.linkerd.io"} <= names
+    use(monkeypatch, Connector({"east": FakeCluster()}))
+    code, out, err = run("--context", "east", "multicluster", "uninstall")
+    assert code == 0
+    assert out == ""
+    assert "nothing of the multicluster extension is installed here" in err
+
+
 def test_allow() -> None:
     code, out, _ = run("multicluster", "allow", "--service-account-name", "west-access")
     assert code == 0
@@ -370,7 +385,7 @@ def test_link_errors_name_the_fix(
 @pytest.mark.parametrize(
     ("args", "complaint"),
     [
-        (("--cluster-name", "East"), "DNS label"),
+        (("--cluster-name", "East"), "DNS-1123 label"),
         (("--cluster-name", "east", "--selector", "a in (b"), "--selector"),
         (("--cluster-name", "east", "--api-server-address", "10.0.0.1:6443"), "https:// URL"),
     ],

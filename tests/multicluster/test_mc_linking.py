@@ -201,7 +201,7 @@ def test_link_without_gateway_has_no_gateway_fields() -> None:
     ("options", "complaint"),
     [
         (LinkOptions("East"), "cluster name"),
-        (LinkOptions("east_1"), "DNS label"),
+        (LinkOptions("east_1"), "DNS-1123 label"),
         (LinkOptions("e" * 64), "cluster name"),
         (LinkOptions("east", selector="a in (b"), "--selector"),
         (LinkOptions("east", remote_discovery_selector="=x"), "--remote-discovery-selector"),

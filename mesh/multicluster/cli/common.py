@@ -53,7 +53,9 @@ def settings_options(command: F) -> F:
         "--set", "settings", multiple=True, metavar="KEY=VALUE", help="Set a value (repeatable)."
     )(command)
     return click.option(
-        "--image-tag", help="Tag of the isthmus/isthmus image [default: this version]."
+        "--image-tag",
+        help="Tag of the isthmus/isthmus image [default: the one the cluster's control plane "
+        "runs, per linkerd-config; this version with --ignore-cluster].",
     )(command)
 
 

@@ -92,10 +92,12 @@ def uninstall(
       isthmus --context east multicluster uninstall | kubectl --context east delete -f -
 
     Links must be removed first with `multicluster unlink`: deleting the Link CRD
-    would leave their mirror controllers and mirrors behind.
+    would leave their mirror controllers and mirrors behind. Only objects that
+    exist are printed, so kubectl delete succeeds (--ignore-cluster prints all).
     """
     values = cluster_values(None)
     extra: list[kube.Manifest] = []
+    references = uninstall_references(values)
     if not ignore_cluster:
         cluster = open_cluster(target_from(ctx, context, kubeconfig), "current")
         ctx.call_on_close(cluster.close)
@@ -104,6 +106,9 @@ def uninstall(
             selector = f"{mc.EXTENSION}={mc.EXTENSION_NAME}"
             for kind in (kube.CLUSTER_ROLE, kube.CLUSTER_ROLE_BINDING):
                 extra += cluster.list(kind, selector=selector)
+            references = [
+                ref for ref in uninstall_references(values, extra) if _exists(cluster, ref)
+            ]
         except kube.ClusterError as e:
             raise click.ClickException(
                 f"cannot list what the extension made: {e} (--ignore-cluster prints the "
@@ -117,7 +122,15 @@ def uninstall(
             raise click.ClickException(
                 f"Links exist in this cluster ({', '.join(links)}); remove them first:\n{commands}"
             )
-    click.echo(dump_all(uninstall_references(values, extra)), nl=False)
+    if not references:
+        click.echo("isthmus: nothing of the multicluster extension is installed here", err=True)
+    click.echo(dump_all(references), nl=False)
+
+
+def _exists(cluster: kube.Cluster, ref: kube.Manifest) -> bool:
+    kind = kube.KINDS[ref["kind"]]
+    meta = ref["metadata"]
+    return cluster.get(kind, meta["name"], meta.get("namespace")) is not None
 
 
 def _links(cluster: kube.Cluster) -> list[str]:
@@ -145,8 +158,7 @@ def _service_account_name(ctx: click.Context, param: click.Parameter, value: str
     callback=_service_account_name,
     help="Name of the ServiceAccount (in linkerd-multicluster) to create.",
 )
-@settings_options
-def allow(service_account_name: str, image_tag: str | None, settings: tuple[str, ...]) -> None:
+def allow(service_account_name: str) -> None:
     """Print a remote-access ServiceAccount, its token and RBAC, for kubectl apply.
 
     \b
@@ -159,5 +171,4 @@ def allow(service_account_name: str, image_tag: str | None, settings: tuple[str,
     account comes with `multicluster install`. Apply it after install (it goes
     into the linkerd-multicluster namespace).
     """
-    values = cluster_values(None, image_tag=image_tag, settings=settings)
-    click.echo(dump_all(allow_objects(values, service_account_name)), nl=False)
+    click.echo(dump_all(allow_objects(cluster_values(None), service_account_name)), nl=False)

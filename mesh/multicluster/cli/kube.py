@@ -27,6 +27,7 @@ __all__ = [
     "CRD",
     "DEPLOYMENT",
     "ENDPOINTS",
+    "KINDS",
     "LINK",
     "NAMESPACE",
     "POD",
@@ -84,6 +85,14 @@ CRD = Kind(
     "apiextensions.k8s.io/v1", "CustomResourceDefinition", "customresourcedefinitions", False
 )
 LINK = Kind("multicluster.linkerd.io/v1alpha3", "Link", "links")
+KINDS = {
+    k.kind: k
+    for k in (
+        NAMESPACE, SERVICE, ENDPOINTS, SECRET, SERVICE_ACCOUNT, CONFIG_MAP, POD, DEPLOYMENT,
+        ROLE, ROLE_BINDING, CLUSTER_ROLE, CLUSTER_ROLE_BINDING, CRD, LINK,
+    )
+}  # fmt: skip
+"""Every kind above by its ``kind`` name."""
 
 
 class ClusterError(Exception):
@@ -142,9 +151,9 @@ class _RawCluster:
                 message = response.json().get("message", response.text)
             except ValueError:
                 message = response.text
+            status = f"{response.status_code} {response.reason_phrase}".strip()
             raise ClusterError(
-                f"GET {path} on {self.server}: {response.status_code} {message}".strip(),
-                response.status_code,
+                f"GET {path} on {self.server}: {status} {message}".strip(), response.status_code
             )
         return response
 
