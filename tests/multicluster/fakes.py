@@ -18,9 +18,9 @@ import httpx2
 from mesh.k8s.events import Deleted, Listed, Upserted, WatchEvent
 from mesh.k8s.objects import EndpointSlice, ObjectKey, Service
 from mesh.multicluster.kubeconfig import RemoteCluster
-from mesh.multicluster.mirror.core import Namespace
 from mesh.multicluster.mirror.desired import MirrorEndpoints, MirrorService
 from mesh.multicluster.mirror.liveness import ProbeOutcome
+from mesh.multicluster.mirror.messages import Namespace
 from tests.multicluster.mirror_support import as_service
 
 

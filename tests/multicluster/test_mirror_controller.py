@@ -6,6 +6,7 @@ import asyncio
 import base64
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 import httpx2
@@ -20,7 +21,7 @@ from mesh.multicluster.mirror.controller import (
     MirrorSettings,
     describe_remote_error,
 )
-from mesh.multicluster.mirror.core import Namespace
+from mesh.multicluster.mirror.messages import Namespace
 from tests.multicluster.fakes import (
     FakeLocal,
     FakeProber,
@@ -295,3 +296,20 @@ def test_refusals_are_described(code: int, reason: str) -> None:
     got_reason, message = describe_remote_error(error)
     assert got_reason == reason
     assert "services is forbidden" in message
+
+
+async def test_a_failed_feed_stops_the_controller_instead_of_hanging() -> None:
+    class Broken(LocalSeam):
+        def namespaces(self) -> AsyncIterator[Any]:
+            async def fail() -> AsyncIterator[Any]:
+                raise ValueError("a namespace the converter cannot read")
+                yield  # pragma: no cover - makes this an async generator
+
+            return fail()
+
+    local = FakeLocal()
+    controller = MirrorController(
+        "east", Broken(local), FakeRemote(), MirrorMetrics("east"), settings=FAST
+    )
+    with pytest.raises(RuntimeError, match="a namespace the converter cannot read"):
+        await asyncio.wait_for(controller.run(), timeout=CONVERGE_TIMEOUT)

@@ -6,7 +6,9 @@ from dataclasses import replace
 
 from mesh.k8s.events import Deleted, Upserted
 from mesh.k8s.objects import ObjectKey, Service
-from mesh.multicluster.mirror.core import (
+from mesh.multicluster.mirror.desired import Mode, mirror_service
+from mesh.multicluster.mirror.liveness import ProbeOutcome
+from mesh.multicluster.mirror.messages import (
     ApplyEndpoints,
     ApplyService,
     Command,
@@ -23,8 +25,6 @@ from mesh.multicluster.mirror.core import (
     RemoteFailed,
     Retry,
 )
-from mesh.multicluster.mirror.desired import Mode, mirror_service
-from mesh.multicluster.mirror.liveness import ProbeOutcome
 from tests.multicluster.mirror_support import (
     Driver,
     as_service,

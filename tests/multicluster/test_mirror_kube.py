@@ -10,12 +10,12 @@ from lightkube.resources import core_v1
 
 from mesh.k8s import convert
 from mesh.k8s.objects import ServicePort
-from mesh.multicluster.mirror.core import service_current
 from mesh.multicluster.mirror.desired import (
     EndpointsPort,
     Mode,
     mirror_endpoints,
     mirror_service,
+    service_current,
 )
 from mesh.multicluster.mirror.kube import endpoints
 from tests.multicluster.mirror_support import link, remote_service

@@ -33,7 +33,11 @@ from mesh.k8s.objects import EndpointSlice, ObjectKey, Service
 from mesh.k8s.watching import WatchSettings
 from mesh.multicluster.kubeconfig import KubeconfigError, RemoteCluster, parse_kubeconfig
 from mesh.multicluster.mirror.admin import MirrorMetrics
-from mesh.multicluster.mirror.core import (
+from mesh.multicluster.mirror.core import MirrorCore
+from mesh.multicluster.mirror.desired import MirrorEndpoints, MirrorService
+from mesh.multicluster.mirror.link import Link, LinkError, parse_link
+from mesh.multicluster.mirror.liveness import ProbeOutcome
+from mesh.multicluster.mirror.messages import (
     ApplyEndpoints,
     ApplyService,
     Command,
@@ -45,7 +49,6 @@ from mesh.multicluster.mirror.core import (
     LinkInvalid,
     LinkUpdated,
     LocalEvent,
-    MirrorCore,
     Namespace,
     ProbeResult,
     RecordEvent,
@@ -53,9 +56,6 @@ from mesh.multicluster.mirror.core import (
     RemoteFailed,
     Retry,
 )
-from mesh.multicluster.mirror.desired import MirrorEndpoints, MirrorService
-from mesh.multicluster.mirror.link import Link, LinkError, parse_link
-from mesh.multicluster.mirror.liveness import ProbeOutcome
 
 __all__ = [
     "HttpProber",
@@ -80,6 +80,8 @@ class MirrorSettings:
     watch: WatchSettings = field(default_factory=WatchSettings)
     status_interval: float = 1.0
     """Shortest time between two writes of the Link's status."""
+    status_entries: int = 200
+    """Above this many entries the status interval grows in proportion (1000 entries: 5 s)."""
     write_concurrency: int = 32
     """Writes in flight at once (under load each waits on the API server, not the CPU)."""
     retry_initial: float = 0.5
@@ -138,9 +140,9 @@ class HttpProber:
         try:
             async with httpx2.AsyncClient(timeout=timeout, trust_env=False) as client:
                 response = await client.get(f"http://{hostport}{path}")
-        except httpx2.HTTPError as e:
+        except Exception as e:  # any failure to get an answer is a failed probe
             elapsed = (time.monotonic() - started) * 1000
-            return ProbeOutcome(None, elapsed, f"{type(e).__name__}: {e}".rstrip(": "))
+            return ProbeOutcome(None, elapsed, _describe(e))
         return ProbeOutcome(response.status_code, (time.monotonic() - started) * 1000)
 
 
@@ -218,10 +220,17 @@ class MirrorController:
         self._remote_secret: str | None = None
         self._probe_task: asyncio.Task[None] | None = None
         self._probe_key: tuple[Any, ...] | None = None
+        self._broken: BaseException | None = None
 
     @property
     def ready(self) -> bool:
         return self.core.local_synced
+
+    def _feed_ended(self, task: asyncio.Task[None]) -> None:
+        """A feed never ends on its own: if one failed, stop (the pod restarts) - never hang."""
+        if not task.cancelled() and task.exception() is not None:
+            self._broken = task.exception()
+            self._queue.put_nowait(Retry(()))
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.create_task(coro)
@@ -239,10 +248,12 @@ class MirrorController:
             self._status_writer(),
         ]
         for feed in feeds:
-            self._spawn(feed)
+            self._spawn(feed).add_done_callback(self._feed_ended)
         try:
             while True:
                 event = await self._queue.get()
+                if self._broken is not None:
+                    raise RuntimeError(f"a feed of the controller failed: {self._broken!r}")
                 for command in self.core.handle(event):
                     self._dispatch(command)
         finally:
@@ -364,13 +375,17 @@ class MirrorController:
             await asyncio.sleep(max(0.0, spec.period - (time.monotonic() - started)))
 
     async def _status_writer(self) -> None:
+        s = self.settings
+        pause = s.status_interval
         while True:
-            await asyncio.sleep(self.settings.status_interval)
+            await asyncio.sleep(pause)
             if not self._link_exists:
                 continue
             status = self.core.take_status()
             if status is None:
                 continue
+            # A status listing thousands of mirrors is a large write: space them out.
+            pause = s.status_interval * max(1.0, len(status["mirrorServices"]) / s.status_entries)
             try:
                 await self._local.patch_link_status(self.link_name, status)
             except httpx2.HTTPError as e:

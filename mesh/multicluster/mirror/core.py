@@ -21,7 +21,7 @@ Rules:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -35,34 +35,35 @@ from mesh.multicluster.mirror.desired import (
     MirrorService,
     Mode,
     Unmirrorable,
+    endpoints_current,
     mirror_endpoints,
     mirror_mode,
     mirror_service,
+    service_current,
 )
 from mesh.multicluster.mirror.link import Link
 from mesh.multicluster.mirror.liveness import Liveness, ProbeOutcome
+from mesh.multicluster.mirror.messages import (
+    ApplyEndpoints,
+    ApplyService,
+    Command,
+    CommandFailed,
+    DeleteEndpoints,
+    DeleteMirror,
+    Event,
+    GatewayState,
+    LinkInvalid,
+    LinkUpdated,
+    LocalEvent,
+    Namespace,
+    ProbeResult,
+    RecordEvent,
+    RemoteEvent,
+    RemoteFailed,
+    Retry,
+)
 
-__all__ = [
-    "CONTROLLER_NAME",
-    "ApplyEndpoints",
-    "ApplyService",
-    "Command",
-    "CommandFailed",
-    "DeleteEndpoints",
-    "DeleteMirror",
-    "Event",
-    "GatewayState",
-    "LinkInvalid",
-    "LinkUpdated",
-    "LocalEvent",
-    "MirrorCore",
-    "Namespace",
-    "ProbeResult",
-    "RecordEvent",
-    "RemoteEvent",
-    "RemoteFailed",
-    "Retry",
-]
+__all__ = ["CONTROLLER_NAME", "MirrorCore"]
 
 _log = logging.getLogger(__name__)
 
@@ -70,135 +71,6 @@ CONTROLLER_NAME = "linkerd.io/service-mirror"
 """``controllerName`` of the Link status entries this controller writes (Linkerd's)."""
 MIRRORED = "Mirrored"
 READY = "Ready"
-
-
-@dataclass(frozen=True)
-class Namespace:
-    """A local namespace (cluster-scoped; ``namespace`` is empty)."""
-
-    name: str
-    namespace: str = ""
-
-
-# -- events ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class LinkUpdated:
-    """The Link, valid, with its gateway addresses resolved to IPs."""
-
-    link: Link
-    gateway_ips: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class LinkInvalid:
-    """The Link (or its credentials) cannot be used; ``reason`` is one CamelCase word."""
-
-    reason: str
-    message: str
-
-
-@dataclass(frozen=True)
-class RemoteEvent:
-    """A change in the target cluster's Services or EndpointSlices."""
-
-    event: WatchEvent[Service] | WatchEvent[EndpointSlice]
-
-
-@dataclass(frozen=True)
-class LocalEvent:
-    """A change in the local Services, mirror Endpoints or namespaces."""
-
-    event: WatchEvent[Service] | WatchEvent[MirrorEndpoints] | WatchEvent[Namespace]
-
-
-@dataclass(frozen=True)
-class RemoteFailed:
-    """Listing or watching the target failed; the watch retries by itself."""
-
-    reason: str
-    message: str
-
-
-@dataclass(frozen=True)
-class ProbeResult:
-    outcome: ProbeOutcome
-
-
-@dataclass(frozen=True)
-class CommandFailed:
-    """A command for the mirror ``key`` failed; the I/O layer sends ``Retry`` later."""
-
-    key: ObjectKey
-    message: str
-
-
-@dataclass(frozen=True)
-class Retry:
-    """Ask again for whatever ``keys`` (mirror keys) still lack."""
-
-    keys: tuple[ObjectKey, ...]
-
-
-Event = (
-    LinkUpdated
-    | LinkInvalid
-    | RemoteEvent
-    | LocalEvent
-    | RemoteFailed
-    | ProbeResult
-    | CommandFailed
-    | Retry
-)
-
-# -- commands -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ApplyService:
-    service: MirrorService
-    create: bool
-
-
-@dataclass(frozen=True)
-class ApplyEndpoints:
-    endpoints: MirrorEndpoints
-
-
-@dataclass(frozen=True)
-class DeleteMirror:
-    """Delete the mirror Service ``key`` and its Endpoints."""
-
-    key: ObjectKey
-    why: str
-
-
-@dataclass(frozen=True)
-class DeleteEndpoints:
-    key: ObjectKey
-
-
-@dataclass(frozen=True)
-class RecordEvent:
-    """A Kubernetes Event on the Link."""
-
-    type: Literal["Normal", "Warning"]
-    reason: str
-    message: str
-
-
-@dataclass(frozen=True)
-class GatewayState:
-    """Publish the gateway's state (``gateway_alive``) and the probe's latency."""
-
-    alive: bool
-    latency_ms: float | None
-
-
-Command = (
-    ApplyService | ApplyEndpoints | DeleteMirror | DeleteEndpoints | RecordEvent | GatewayState
-)
 
 
 @dataclass
@@ -212,36 +84,6 @@ class _Condition:
 
 def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _norm_ports(ports: Iterable[Any]) -> frozenset[tuple[str, str, int, str]]:
-    return frozenset(
-        (p.name, p.protocol, p.port, str(p.target_port if p.target_port is not None else p.port))
-        for p in ports
-    )
-
-
-def _subset(want: Any, have: Any) -> bool:
-    return all(have.get(k) == v for k, v in want.items())
-
-
-def service_current(observed: Service, desired: MirrorService) -> bool:
-    """Whether ``observed`` already is ``desired`` in every field the controller owns."""
-    return (
-        _subset(desired.annotations, observed.annotations)
-        and _subset(desired.labels, observed.labels)
-        and _norm_ports(observed.ports) == _norm_ports(desired.ports)
-    )
-
-
-def endpoints_current(observed: MirrorEndpoints, desired: MirrorEndpoints) -> bool:
-    return (
-        sorted(observed.ready) == sorted(desired.ready)
-        and sorted(observed.not_ready) == sorted(desired.not_ready)
-        and (desired.empty or set(observed.ports) == set(desired.ports))
-        and _subset(desired.annotations, observed.annotations)
-        and _subset(desired.labels, observed.labels)
-    )
 
 
 @dataclass

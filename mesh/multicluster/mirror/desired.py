@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import enum
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,10 +29,12 @@ __all__ = [
     "MirrorService",
     "Mode",
     "Unmirrorable",
+    "endpoints_current",
     "is_mirror",
     "mirror_endpoints",
     "mirror_mode",
     "mirror_service",
+    "service_current",
 ]
 
 NEVER_COPIED_ANNOTATIONS = frozenset(
@@ -249,4 +251,34 @@ def mirror_endpoints(
         ready=addresses if gateway_alive else (),
         not_ready=() if gateway_alive else addresses,
         ports=ports,
+    )
+
+
+def _norm_ports(ports: Iterable[Any]) -> frozenset[tuple[str, str, int, str]]:
+    return frozenset(
+        (p.name, p.protocol, p.port, str(p.target_port if p.target_port is not None else p.port))
+        for p in ports
+    )
+
+
+def _subset(want: Any, have: Any) -> bool:
+    return all(have.get(k) == v for k, v in want.items())
+
+
+def service_current(observed: Service, desired: MirrorService) -> bool:
+    """Whether ``observed`` already is ``desired`` in every field the controller owns."""
+    return (
+        _subset(desired.annotations, observed.annotations)
+        and _subset(desired.labels, observed.labels)
+        and _norm_ports(observed.ports) == _norm_ports(desired.ports)
+    )
+
+
+def endpoints_current(observed: MirrorEndpoints, desired: MirrorEndpoints) -> bool:
+    return (
+        sorted(observed.ready) == sorted(desired.ready)
+        and sorted(observed.not_ready) == sorted(desired.not_ready)
+        and (desired.empty or set(observed.ports) == set(desired.ports))
+        and _subset(desired.annotations, observed.annotations)
+        and _subset(desired.labels, observed.labels)
     )

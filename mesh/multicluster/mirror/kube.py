@@ -32,8 +32,8 @@ from mesh.k8s.objects import EndpointSlice, Service
 from mesh.k8s.watching import WatchSettings, list_and_watch, merge
 from mesh.multicluster import labels
 from mesh.multicluster.kubeconfig import RemoteCluster
-from mesh.multicluster.mirror.core import Namespace
 from mesh.multicluster.mirror.desired import EndpointsPort, MirrorEndpoints, MirrorService
+from mesh.multicluster.mirror.messages import Namespace
 
 __all__ = [
     "FIELD_MANAGER",
