@@ -159,6 +159,8 @@ class GatewayInbound:
                 self.outbound.pool,
                 clock=self.clock,
                 response_timeout=timeouts.response,
+                request_head=timeouts.request_head,
+                idle=timeouts.http_idle,
             )
         finally:
             tcp.closed(self.clock() - opened)

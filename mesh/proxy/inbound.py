@@ -14,10 +14,8 @@ Per connection:
    ``app_host:<target port>``. Opaque: authorized once; a denied connection is
    closed, an allowed one spliced to the app.
 
-A connection addressed to the inbound port itself (a direct connection, not
-one redirected from an application port) goes, in gateway mode, to the gateway
-(``gateway_inbound``) right after detection; otherwise it is closed (delivering
-it to the app's side of the same port would loop back into the proxy).
+In gateway mode such a direct connection (to the listener itself) is not
+refused: it goes to the gateway (``gateway_inbound``) right after detection.
 """
 
 from __future__ import annotations
@@ -166,10 +164,12 @@ class Inbound:
                 )
                 return
             target = conn.local  # not redirected: addressed to the proxy directly
-        direct = target.port == conn.local.port
+        direct = target == conn.local
         if direct and self.gateway is None:
-            # delivering it to app_host:<inbound port> would be the proxy itself, without end
-            log.info("direct connection from %s to the inbound port refused", conn.peer)
+            # not redirected: forwarding it would connect the proxy to itself, without end
+            log.info(
+                "inbound connection from %s to the proxy's own port %s refused", conn.peer, target
+            )
             return
         timeouts = self.config.timeouts
         detector = Detector(self.clock(), timeouts.detect)

@@ -76,26 +76,27 @@ class Chain:
 
 @contextlib.asynccontextmanager
 async def chain(mesh: Mesh, *, gateway_identity: str = GATEWAY_ID) -> AsyncIterator[Chain]:
+    """The three proxies; connects (and handshakes) may take 5 s on a loaded machine."""
     seen = Seen()
     app = await start_http_app(seen)
     gateway_discovery = FakeDiscovery()
     client_discovery = FakeDiscovery()
     target = Proxy(
-        loopback_config(),
+        loopback_config(connect=5.0),
         discovery=FakeDiscovery(),
         policy=StaticPolicy(),
         tls=TlsStore(mesh.credentials(SERVER_ID)),
         inbound_destination=fixed_destination(Address(LOOPBACK, port_of(app))),
     )
     gateway = Proxy(
-        replace(loopback_config(), gateway_suffixes=("svc.target",)),
+        replace(loopback_config(connect=5.0), gateway_suffixes=("svc.target",)),
         discovery=gateway_discovery,
         policy=StaticPolicy(),
         tls=TlsStore(mesh.credentials(gateway_identity)),
         inbound_destination=not_redirected,
     )
     client = Proxy(
-        loopback_config(),
+        loopback_config(connect=5.0),
         discovery=client_discovery,
         policy=StaticPolicy(),
         tls=TlsStore(mesh.credentials(CLIENT_ID)),
@@ -185,6 +186,7 @@ async def test_the_gateway_must_present_the_identity_discovery_named(mesh: Mesh)
     async with chain(mesh, gateway_identity=identity("impostor")) as c, c.http() as http:
         response = await http.get("/")
     assert response.status_code == 502
+    assert "connect to" in response.headers["l5d-proxy-error"]
     assert c.seen.requests == []
 
 
