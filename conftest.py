@@ -6,4 +6,6 @@ pytest_plugins = [
     "fixtures.evidence",
     "fixtures.mesh",
     "fixtures.multicluster",
+    "fixtures.kubectl",
+    "fixtures.seeds",
 ]

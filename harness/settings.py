@@ -51,8 +51,20 @@ class Timeouts:
     mirror_sync: float = 60
     #: gateway probes flip a mirror's readiness (failureThreshold x period, plus slack).
     gateway_probe: float = 90
+    #: one ``kubectl exec``/``attach`` round trip, or one port-forwarded exchange.
+    kubectl_stream: float = 30
+    #: ``kubectl port-forward`` prints its local port; ``logs -f`` shows a new line.
+    stream_ready: float = 20
+    #: a crashing container has been restarted by its kubelet (back-off included).
+    container_restart: float = 90
+    #: a workload's log shows what it should print (a load generator's first reports).
+    workload_output: float = 90
+    #: another test holds a namespace a seed's manifests name (``test``, ``mc-demo``).
+    seed_namespace_lock: float = 1200
     #: SIGTERM to SIGKILL for the processes of a run being torn down.
     teardown_grace: float = 5
+    #: a packet capture in a node's network namespace has its socket open.
+    capture_start: float = 10
 
     @classmethod
     def from_env(cls) -> Timeouts:

@@ -2,10 +2,12 @@
 
 Each pinned Kubernetes minor has a wrapper Go module under ``clusters/k8s/<minor>``
 (``require k8s.io/kubernetes`` plus a ``replace`` of every staging module by its
-``v0.X.Y`` twin); etcd and CoreDNS have theirs under ``clusters/etcd`` and
-``clusters/coredns``. Binaries land in ``~/.cache/isthmus/<component>/<version>-<hash>/``
-where the hash covers the wrapper's go.mod and go.sum, so a changed pin rebuilds
-and nothing else does.
+``v0.X.Y`` twin); etcd, CoreDNS and podinfo (the program behind the
+``stefanprodan/podinfo`` image) have theirs under ``clusters/etcd``, ``clusters/coredns``
+and ``clusters/podinfo``; a component may also copy files of its module next to the
+binaries (podinfo's ``ui/``, which it serves from its working directory). Binaries
+land in ``~/.cache/isthmus/<component>/<version>-<hash>/`` where the hash covers the
+wrapper's go.mod and go.sum, so a changed pin rebuilds and nothing else does.
 """
 
 from __future__ import annotations
@@ -46,6 +48,10 @@ KNOWN_VERSIONS: dict[str, K8sPin] = {
 }
 DEFAULT_VERSION = KNOWN_VERSIONS["1.35"].version
 
+PODINFO_MODULE = "github.com/stefanprodan/podinfo"
+#: components that run as a workload image rather than as part of a cluster.
+IMAGE_COMPONENTS = ("podinfo",)
+
 K8S_COMMANDS = (
     "kube-apiserver",
     "kube-controller-manager",
@@ -64,6 +70,8 @@ class Component:
     packages: dict[str, str]  # binary name -> Go package
     version: str
     ldflags: str = ""
+    #: module -> paths inside it copied next to the binaries (same relative path).
+    assets: tuple[tuple[str, str], ...] = ()
 
     @property
     def key(self) -> str:
@@ -118,6 +126,7 @@ def components(k8s_version: str = DEFAULT_VERSION) -> list[Component]:
         raise ValueError(f"unknown Kubernetes version {k8s_version!r}; pinned: {known}")
     k8s_dir = CLUSTERS_DIR / "k8s" / pin.minor
     etcd_dir, dns_dir = CLUSTERS_DIR / "etcd", CLUSTERS_DIR / "coredns"
+    podinfo_dir = CLUSTERS_DIR / "podinfo"
     return [
         Component(
             "k8s",
@@ -140,6 +149,17 @@ def components(k8s_version: str = DEFAULT_VERSION) -> list[Component]:
             _module_version(dns_dir, "github.com/coredns/coredns"),
             "-s -w",
         ),
+        Component(
+            "podinfo",
+            podinfo_dir,
+            {
+                "podinfo": f"{PODINFO_MODULE}/cmd/podinfo",
+                "podcli": f"{PODINFO_MODULE}/cmd/podcli",
+            },
+            _module_version(podinfo_dir, PODINFO_MODULE),
+            "-s -w",
+            assets=((PODINFO_MODULE, "ui"),),
+        ),
     ]
 
 
@@ -154,6 +174,10 @@ class Binaries:
             if (d / binary).is_file():
                 return d / binary
         raise FileNotFoundError(f"{binary} is not built; run `./run` or `python -m harness build`")
+
+    def image_dirs(self) -> dict[str, Path]:
+        """Built components whose programs stand behind images (see the kubelet catalogue)."""
+        return {name: d for name, d in self.dirs.items() if name in IMAGE_COMPONENTS}
 
 
 def binaries(k8s_version: str = DEFAULT_VERSION) -> Binaries:
@@ -197,9 +221,32 @@ def _build_one(comp: Component, progress: Callable[[str], None]) -> None:
         cmd = ["go", "build", "-v", "-trimpath", "-ldflags", comp.ldflags]
         _go_build([*cmd, "-o", str(tmp / binary), pkg], comp.module_dir, env, binary, progress)
         progress(f"{comp.name}: {binary} built in {time.monotonic() - started:.0f}s")
+    for module, rel in comp.assets:
+        _copy_asset(comp.module_dir, env, module, rel, tmp / rel)
     (tmp / ".complete").write_text(comp.key + "\n")
     shutil.rmtree(comp.bin_dir, ignore_errors=True)
     tmp.rename(comp.bin_dir)
+
+
+def _copy_asset(module_dir: Path, env: dict[str, str], module: str, rel: str, dest: Path) -> None:
+    """Copy ``rel`` of ``module`` (from the module cache) to ``dest``, made writable."""
+    out = subprocess.run(
+        ["go", "list", "-m", "-f", "{{.Dir}}", module],
+        cwd=module_dir,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    src = Path(out.stdout.strip()) / rel
+    if out.returncode != 0 or not src.exists():
+        raise RuntimeError(f"cannot find {rel} of {module} in the module cache: {out.stderr}")
+    if src.is_dir():
+        shutil.copytree(src, dest)
+    else:
+        shutil.copy2(src, dest)
+    for p in [dest, *dest.rglob("*")]:
+        p.chmod(0o755 if p.is_dir() else 0o644)
 
 
 #: seconds between "still building" lines during a long compile.

@@ -40,11 +40,40 @@ def test_go_build_failure_shows_the_compiler_output(tmp_path: Path) -> None:
 def test_every_pin_has_a_wrapper_module_and_a_stable_key() -> None:
     for pin in upstream.KNOWN_VERSIONS.values():
         comps = upstream.components(pin.version)
-        assert [c.name for c in comps] == ["k8s", "etcd", "coredns"]
+        assert [c.name for c in comps] == ["k8s", "etcd", "coredns", "podinfo"]
         k8s = comps[0]
         assert f"require k8s.io/kubernetes {pin.version}" in (k8s.module_dir / "go.mod").read_text()
         assert k8s.key.startswith(f"{pin.version}-")
         assert f"gitVersion={pin.version}" in k8s.ldflags
+
+
+def test_podinfo_is_pinned_with_its_cli_and_ui() -> None:
+    podinfo = upstream.components()[-1]
+    assert podinfo.name == "podinfo"
+    assert set(podinfo.packages) == {"podinfo", "podcli"}
+    assert podinfo.assets == ((upstream.PODINFO_MODULE, "ui"),)
+    assert podinfo.version.startswith("v1.8.1-0.20250910200901-e86405a8674e")
+    bins = upstream.Binaries({"k8s": Path("/k"), "podinfo": Path("/p")})
+    assert bins.image_dirs() == {"podinfo": Path("/p")}
+
+
+def test_assets_are_copied_from_the_module_cache_readable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    module = tmp_path / "mod"
+    (module / "ui").mkdir(parents=True)
+    (module / "ui" / "vue.html").write_text("<html/>")
+    (module / "ui" / "vue.html").chmod(0o444)
+    go = tmp_path / "go"
+    go.write_text(f"#!/bin/sh\necho {module}\n")
+    go.chmod(0o755)
+    env = {"PATH": f"{tmp_path}:{os.environ['PATH']}"}
+    upstream._copy_asset(tmp_path, env, "example.com/m", "ui", tmp_path / "out" / "ui")
+    copied = tmp_path / "out" / "ui" / "vue.html"
+    assert copied.read_text() == "<html/>"
+    assert copied.stat().st_mode & 0o777 == 0o644
+    with pytest.raises(RuntimeError, match=r"cannot find nope of example\.com/m"):
+        upstream._copy_asset(tmp_path, env, "example.com/m", "nope", tmp_path / "out" / "x")
 
 
 def test_cache_key_follows_the_wrapper_module(tmp_path: Path) -> None:

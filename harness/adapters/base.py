@@ -162,6 +162,9 @@ class IdentityApi:
     token_audience: str
     plaintext: bool = True
     """Whether the port speaks gRPC without TLS."""
+    service_account: str = ""
+    """With TLS: the control-plane service account whose identity the server's
+    certificate names (checked against the trust anchor)."""
     include_dirs: Sequence[Path] = field(default_factory=tuple)
     """Extra include paths for the .proto's imports."""
 
@@ -201,6 +204,11 @@ class MeshAdapter(Protocol):
 
     def mesh_namespace(self, kube: Kube, namespace: str) -> None:
         """Mark ``namespace`` so pods created in it from now on are meshed."""
+        ...
+
+    def inject(self, manifest: str) -> str:
+        """``manifest`` with its workloads marked for meshing, as the mesh's CLI does it
+        (``linkerd inject -``, ``isthmus inject -``)."""
         ...
 
     def metrics(self, kube: Kube, namespace: str, pod: str) -> str:

@@ -38,7 +38,14 @@ if TYPE_CHECKING:
     from harness.kube import Kube
     from harness.providers.base import Cluster
 
-__all__ = ["Completed", "IsthmusAdapter", "Runner", "manifest_refs", "subprocess_runner"]
+__all__ = [
+    "Completed",
+    "CrdOutcome",
+    "IsthmusAdapter",
+    "Runner",
+    "manifest_refs",
+    "subprocess_runner",
+]
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -50,6 +57,16 @@ UNINSTALL = TIMEOUTS.mesh_uninstall
 FIELD_MANAGER = "isthmus-harness"
 INJECT_ANNOTATION = "linkerd.io/inject"
 ADMIN_PORT = 4191
+
+
+@dataclass(frozen=True)
+class CrdOutcome:
+    """What ``install --crds`` or ``uninstall`` named, and what it said about the rest."""
+
+    names: tuple[str, ...]
+    """The CRDs in its output."""
+    notes: str
+    """Its messages (stderr): which CRDs it left, and why."""
 
 
 @dataclass(frozen=True)
@@ -133,6 +150,8 @@ class IsthmusAdapter(IsthmusMulticluster):
         service_name="linkerd-identity",
         port=8080,
         token_audience="identity.l5d.io",
+        plaintext=False,
+        service_account="linkerd-identity",
     )
 
     def __init__(
@@ -264,11 +283,27 @@ class IsthmusAdapter(IsthmusMulticluster):
         d.mkdir(parents=True, exist_ok=True)
         return d
 
-    def apply_install(self, cluster: Cluster, trust: SharedTrust) -> None:
-        """Apply the CRDs, then the control plane, to ``cluster`` (no waiting)."""
-        crds = self._run([*self.isthmus, "install", "--crds"], f"[{cluster.name}] install --crds")
+    def apply_crds(self, cluster: Cluster) -> CrdOutcome:
+        """``install --crds`` for ``cluster``, applied: the CRDs it printed and its notes."""
+        crds = self._run(
+            [*self.isthmus, "install", "--crds", *self._target(cluster)],
+            f"[{cluster.name}] install --crds",
+        )
         (self._cluster_dir(cluster) / "crds.yaml").write_text(crds.stdout)
         self._apply(cluster, crds.stdout, "the CRDs")
+        return CrdOutcome(tuple(r.name for r in manifest_refs(crds.stdout)), crds.stderr)
+
+    def uninstall_crds(self, cluster: Cluster) -> CrdOutcome:
+        """The CRDs ``uninstall`` would delete from ``cluster`` (nothing is deleted)."""
+        refs = self._run(
+            [*self.isthmus, "uninstall", *self._target(cluster)], f"[{cluster.name}] uninstall"
+        )
+        names = [r.name for r in manifest_refs(refs.stdout) if r.kind == "CustomResourceDefinition"]
+        return CrdOutcome(tuple(names), refs.stderr)
+
+    def apply_install(self, cluster: Cluster, trust: SharedTrust) -> None:
+        """Apply the CRDs, then the control plane, to ``cluster`` (no waiting)."""
+        self.apply_crds(cluster)
         plane = self._run(self.install_args(cluster, trust), f"[{cluster.name}] install")
         path = self._cluster_dir(cluster) / "install.yaml"
         path.write_text(plane.stdout)
@@ -326,7 +361,9 @@ class IsthmusAdapter(IsthmusMulticluster):
     # -- uninstall ---------------------------------------------------------------------------
 
     def uninstall(self, cluster: Cluster) -> None:
-        refs = self._run([*self.isthmus, "uninstall"], f"[{cluster.name}] uninstall")
+        refs = self._run(
+            [*self.isthmus, "uninstall", *self._target(cluster)], f"[{cluster.name}] uninstall"
+        )
         argv = self._kubectl(
             cluster,
             "delete",
@@ -362,6 +399,9 @@ class IsthmusAdapter(IsthmusMulticluster):
             namespace,
             {"metadata": {"annotations": {INJECT_ANNOTATION: "enabled"}}},
         )
+
+    def inject(self, manifest: str) -> str:
+        return self._run([*self.isthmus, "inject", "-"], "isthmus inject -", input=manifest).stdout
 
     def metrics(self, kube: Kube, namespace: str, pod: str) -> str:
         r = kube.pod_proxy(namespace, pod, ADMIN_PORT, "/metrics")

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import pytest
 
-PROFILES = ("substrate", "mesh", "multicluster")
+PROFILES = ("substrate", "mesh", "multicluster", "security")
 MARKER = "conformance"
 MARKER_HELP = (
     "conformance(short_name, description, features, profile, conf): a conformance record; "

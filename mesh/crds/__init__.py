@@ -1,9 +1,12 @@
 """The CustomResourceDefinitions the mesh serves, shipped as YAML package data.
 
-One file per API group (``<group>.yaml``); ``crds()`` returns their documents
-with the ``linkerd.io/control-plane-ns`` label set to the control-plane
-namespace. ``REQUIRED`` lists every CRD name with the versions it must serve,
-which is what ``isthmus check`` looks for.
+One file per API group (``<group>.yaml``), but for the Gateway API, whose CRDs
+are upstream's own files, pinned (``mesh.crds.gateway_api``); ``crds()`` returns
+their documents with the ``linkerd.io/control-plane-ns`` label set to the
+control-plane namespace (the mark of a CRD the mesh created; see
+``mesh.crds.ownership`` for when install and uninstall may touch one).
+``REQUIRED`` lists every CRD name with the versions it must serve, which is
+what ``isthmus check`` looks for.
 
 The Link CRD belongs to the multicluster extension, as in Linkerd: ``install
 --crds`` prints ``GROUPS`` only, ``multicluster install`` prints ``link_crd()``,
@@ -18,6 +21,8 @@ from importlib import resources
 from typing import Any
 
 import yaml
+
+from mesh.crds import gateway_api
 
 __all__ = ["ALL_GROUPS", "GROUPS", "LINK_CRD", "LINK_VERSIONS", "REQUIRED", "crds", "link_crd"]
 
@@ -51,8 +56,18 @@ _CONTROL_PLANE_NS_LABEL = "linkerd.io/control-plane-ns"
 
 @cache
 def _load(group: str) -> tuple[dict[str, Any], ...]:
+    if group == gateway_api.GROUP:
+        return tuple(_upstream(doc) for doc in gateway_api.load())
     text = resources.files(__name__).joinpath(f"{group}.yaml").read_text(encoding="utf-8")
     return tuple(doc for doc in yaml.safe_load_all(text) if doc)
+
+
+def _upstream(doc: dict[str, Any]) -> dict[str, Any]:
+    # controller-gen writes ``creationTimestamp: null`` and an empty status; neither is ours
+    # to apply.
+    doc["metadata"].pop("creationTimestamp", None)
+    doc.pop("status", None)
+    return doc
 
 
 def crds(

@@ -33,6 +33,7 @@ from mesh.destination.profiles import Profile
 from mesh.destination.snapshot import SnapshotEvent
 from mesh.destination.translate import profile_message, update_message
 from mesh.destination.watcher import DestinationWatcher, SubscriptionId
+from mesh.identity.bootstrap import add_identity_arguments, certify_from_identity, identity_settings
 from mesh.k8s import convert
 from mesh.k8s.annotations import parse_ports
 from mesh.k8s.objects import EndpointSlice, Pod, Service
@@ -227,11 +228,18 @@ class DestinationServer:
         self._server: aio.Server | None = None
         self._feed: asyncio.Task[None] | None = None
 
-    async def start(self, address: str = f"0.0.0.0:{DEFAULT_PORT}") -> int:
-        """Start feeding the hub and serving on ``address``; return the bound port."""
+    async def start(
+        self,
+        address: str = f"0.0.0.0:{DEFAULT_PORT}",
+        credentials: grpc.ServerCredentials | None = None,
+    ) -> int:
+        """Feed the hub and serve on ``address`` ((m)TLS with ``credentials``); return the port."""
         server = grpc_server()
         pb_grpc.add_DestinationServicer_to_server(DestinationServicer(self.hub), server)
-        port = server.add_insecure_port(address)
+        if credentials is not None:
+            port = server.add_secure_port(address, credentials)
+        else:
+            port = server.add_insecure_port(address)
         if port == 0:
             raise OSError(f"cannot listen on {address}")
         self._feed = asyncio.create_task(self.hub.run(self._source), name="destination-feed")
@@ -272,6 +280,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--kubeconfig", default=None, help="default: in-cluster or $KUBECONFIG")
     parser.add_argument("--log-level", default="INFO")
+    add_identity_arguments(parser)
     return parser
 
 
@@ -290,8 +299,9 @@ async def _serve(args: argparse.Namespace) -> None:
         )
     kube_config = KubeConfig.from_file(args.kubeconfig) if args.kubeconfig else None
     client = AsyncClient(config=kube_config)
+    identity = await certify_from_identity(identity_settings(args))
     server = DestinationServer(config, KubeObjectSource(client))
-    port = await server.start(f"{args.address}:{args.port}")
+    port = await server.start(f"{args.address}:{args.port}", identity.serving.credentials())
     _log.info(
         "destination serving on %s:%d (cluster domain %s, trust domain %s)",
         args.address,
@@ -302,6 +312,7 @@ async def _serve(args: argparse.Namespace) -> None:
     try:
         await serve_until_stopped("destination", server.wait(), server.stop)
     finally:
+        await identity.close()
         await client.close()
 
 

@@ -13,6 +13,13 @@ audience ``identity.l5d.io`` in production), lets ``review`` decide, has
 
 The issuer files (mounted from a Secret) are read again when they change.
 
+It serves TLS only (SEC-3): a leaf for its own service account's identity
+(``linkerd-identity.<ns>.serviceaccount.identity.<ns>.<trust-domain>``, what
+proxies expect as ``LINKERD2_PROXY_IDENTITY_SVC_NAME``), which it signs itself
+with the issuer and renews (``mesh.identity.bootstrap.SelfCertifier``), so the
+token in each request never crosses the network in clear. Callers present no
+certificate (they have none yet).
+
 ``python -m mesh.identity.service --issuer-cert F --issuer-key F
 --trust-anchors F --trust-domain T --port 8080``
 """
@@ -43,7 +50,9 @@ from lightkube.models.authentication_v1 import TokenReviewSpec
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.authentication_v1 import TokenReview as KubeTokenReview
 
+from mesh.identity.bootstrap import SelfCertifier
 from mesh.identity.certs import Credentials, check_issuer, load_credentials
+from mesh.identity.channels import ServingCertificate
 from mesh.identity.cli import Duration
 from mesh.identity.issuing import (
     DEFAULT_LEAF_LIFETIME,
@@ -54,7 +63,7 @@ from mesh.identity.issuing import (
     issue,
     review,
 )
-from mesh.identity.names import DEFAULT_CONTROL_PLANE_NS
+from mesh.identity.names import DEFAULT_CONTROL_PLANE_NS, WorkloadIdentity
 from mesh.identity.pem import CertError, PemFile
 from mesh.proto import identity_pb2 as pb
 from mesh.proto import identity_pb2_grpc as pb_grpc
@@ -75,6 +84,7 @@ __all__ = [
 _log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 8080
+SERVICE_ACCOUNT = "linkerd-identity"
 
 _STATUS = {
     Check.IDENTITY: grpc.StatusCode.INVALID_ARGUMENT,
@@ -252,11 +262,18 @@ class IdentityServer:
         self.settings = settings or ServerSettings()
         self._server: aio.Server | None = None
 
-    async def start(self, address: str = f"0.0.0.0:{DEFAULT_PORT}") -> int:
-        """Serve on ``address``; return the bound port."""
+    async def start(
+        self,
+        address: str = f"0.0.0.0:{DEFAULT_PORT}",
+        credentials: grpc.ServerCredentials | None = None,
+    ) -> int:
+        """Serve on ``address`` (TLS with ``credentials``, else plaintext); return the port."""
         server = grpc_server()
         pb_grpc.add_IdentityServicer_to_server(self._servicer, server)
-        port = server.add_insecure_port(address)
+        if credentials is not None:
+            port = server.add_secure_port(address, credentials)
+        else:
+            port = server.add_insecure_port(address)
         if port == 0:
             raise OSError(f"cannot listen on {address}")
         await server.start()
@@ -286,6 +303,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--trust-anchors", type=Path, required=True, help="trust anchors PEM")
     parser.add_argument("--trust-domain", required=True)
     parser.add_argument("--control-plane-ns", default=DEFAULT_CONTROL_PLANE_NS)
+    parser.add_argument(
+        "--service-account",
+        default=SERVICE_ACCOUNT,
+        help="the service account whose identity the service serves TLS as",
+    )
     parser.add_argument("--port", type=int, default=DEFAULT_PORT)
     parser.add_argument("--address", default="0.0.0.0", help="address to listen on")
     parser.add_argument(
@@ -309,28 +331,34 @@ async def _serve(args: argparse.Namespace) -> None:
     kube_config = KubeConfig.from_file(args.kubeconfig) if args.kubeconfig else None
     client = AsyncClient(config=kube_config)
     policy = IssuingPolicy(trust_domain=args.trust_domain, control_plane_ns=args.control_plane_ns)
+    issuer = FileIssuer(args.issuer_cert, args.issuer_key)
     servicer = IdentityServicer(
-        policy,
-        FileIssuer(args.issuer_cert, args.issuer_key),
-        KubeTokenReviewer(client),
-        lifetime=args.leaf_lifetime,
+        policy, issuer, KubeTokenReviewer(client), lifetime=args.leaf_lifetime
     )
+    name = serving_name(args)
+    serving = ServingCertificate(args.trust_anchors.read_bytes(), require_client_auth=False)
+    certifier = SelfCertifier(name, issuer.current, serving, lifetime=args.leaf_lifetime)
+    renew_at = certifier.renew()
+    if not serving.ready:
+        raise SystemExit(f"identity: cannot issue a serving certificate for {name}")
+    renewing = asyncio.get_running_loop().create_task(certifier.run(renew_at), name="renew")
     server = IdentityServer(servicer)
-    port = await server.start(f"{args.address}:{args.port}")
-    _log.info(
-        "identity serving on %s:%d for identity.%s.%s",
-        args.address,
-        port,
-        policy.control_plane_ns,
-        policy.trust_domain,
-    )
+    port = await server.start(f"{args.address}:{args.port}", serving.credentials())
+    _log.info("identity serving TLS on %s:%d as %s", args.address, port, name)
     stopping = stop_signal()
     try:
         await stopping.wait()
     finally:
+        renewing.cancel()
         await server.stop()
         with contextlib.suppress(Exception):
             await client.close()
+
+
+def serving_name(args: argparse.Namespace) -> str:
+    """The identity the service serves TLS as (its service account's)."""
+    cp_ns = args.control_plane_ns
+    return str(WorkloadIdentity(args.service_account, cp_ns, cp_ns, args.trust_domain))
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -19,7 +19,9 @@ Listeners
   ``LINKERD2_PROXY_INBOUND_LISTEN_ADDR``  ``0.0.0.0:4143``
   ``LINKERD2_PROXY_OUTBOUND_LISTEN_ADDR``  ``127.0.0.1:4140``
   ``LINKERD2_PROXY_ADMIN_LISTEN_ADDR``  ``0.0.0.0:4191`` (``/metrics``, ``/ready``, ``/live``)
-  ``LINKERD2_PROXY_CONTROL_LISTEN_ADDR``  ``0.0.0.0:4190`` (tap)
+  ``LINKERD2_PROXY_CONTROL_LISTEN_ADDR``  ``0.0.0.0:4190`` (tap, mTLS only)
+  ``LINKERD2_PROXY_TAP_SVC_NAME``  who may tap: viz's tap identity,
+      ``tap.linkerd-viz.serviceaccount.identity.<cp-ns>.<trust-domain>`` (as Linkerd viz)
 
 Inbound
   ``LINKERD2_PROXY_INBOUND_IPS``  the pod's IPs (status.podIPs)
@@ -65,11 +67,14 @@ from mesh.install.values import Values
 
 __all__ = [
     "IDENTITY_DIR",
+    "TAP_NAMESPACE",
+    "TAP_SERVICE_ACCOUNT",
     "TOKEN_AUDIENCE",
     "TOKEN_DIR",
     "TOKEN_FILE",
     "PodSettings",
     "proxy_env",
+    "tap_identity",
 ]
 
 IDENTITY_DIR = "/var/run/linkerd/identity/end-entity"
@@ -107,6 +112,19 @@ def _identity(service_account: str, values: Values) -> str:
     )
 
 
+TAP_NAMESPACE = "linkerd-viz"
+TAP_SERVICE_ACCOUNT = "tap"
+
+
+def tap_identity(values: Values) -> str:
+    """The identity allowed to tap proxies (SEC-2): viz's tap service, as in Linkerd."""
+    ns = values.control_plane_ns
+    return (
+        f"{TAP_SERVICE_ACCOUNT}.{TAP_NAMESPACE}.serviceaccount.identity."
+        f"{ns}.{values.identity_trust_domain}"
+    )
+
+
 def _svc_addr(service: str, values: Values, port: int) -> str:
     return f"{service}.{values.control_plane_ns}.svc.{values.cluster_domain}.:{port}"
 
@@ -128,6 +146,7 @@ def proxy_env(values: Values, pod: PodSettings, trust_anchors_pem: str) -> list[
         _value("LINKERD2_PROXY_OUTBOUND_LISTEN_ADDR", f"127.0.0.1:{values.outbound_port}"),
         _value("LINKERD2_PROXY_ADMIN_LISTEN_ADDR", f"0.0.0.0:{values.admin_port}"),
         _value("LINKERD2_PROXY_CONTROL_LISTEN_ADDR", f"0.0.0.0:{values.control_port}"),
+        _value("LINKERD2_PROXY_TAP_SVC_NAME", tap_identity(values)),
         _field("LINKERD2_PROXY_INBOUND_IPS", "status.podIPs"),
         _value("LINKERD2_PROXY_INBOUND_PORTS", pod.inbound_ports),
         _value("LINKERD2_PROXY_INBOUND_DEFAULT_POLICY", pod.default_inbound_policy),

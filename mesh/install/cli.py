@@ -1,8 +1,13 @@
 """``isthmus install`` and ``isthmus uninstall``: manifests on stdout, for kubectl.
 
 ``install --crds`` prints the CRDs, ``install`` the control plane, ``uninstall``
-references to both for ``kubectl delete -f -``. Nothing here talks to a cluster.
-Messages for people go to stderr so stdout can be piped to kubectl.
+references to both for ``kubectl delete -f -``. Messages for people go to
+stderr so stdout can be piped to kubectl.
+
+Only the CRD decisions read the cluster (``--context``/``--kubeconfig``, or
+``--ignore-cluster`` not to): ``install --crds`` leaves alone another owner's
+CRD unless it is a Gateway API CRD older than ours, and ``uninstall`` names
+only the CRDs the mesh created, saying which it leaves (``mesh.crds.ownership``).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from pathlib import Path
 
 import click
 
+from mesh.crds.ownership import Action, plan_deletes, plan_install
 from mesh.identity import PemFile
 from mesh.install.controlplane import WEBHOOK_SERVICE
 from mesh.install.credentials import (
@@ -22,10 +28,18 @@ from mesh.install.credentials import (
     generate_identity,
     load_identity,
 )
+from mesh.install.existing import existing_crds
 from mesh.install.render import dump_all, render_crds, render_install, uninstall_objects
+from mesh.install.target import kube_options, target_from
 from mesh.install.values import Values
 
 __all__ = ["build_values", "install", "uninstall"]
+
+_IGNORE_CLUSTER = click.option(
+    "--ignore-cluster",
+    is_flag=True,
+    help="Do not read the cluster: install --crds prints every CRD, uninstall names none.",
+)
 
 _pem = click.Path(exists=True, dir_okay=False, path_type=Path)
 _IDENTITY_FLAGS = (
@@ -115,7 +129,11 @@ def _identity(
 @click.option(
     "--set", "settings", multiple=True, metavar="KEY=VALUE", help="Set a value (repeatable)."
 )
+@_IGNORE_CLUSTER
+@kube_options
+@click.pass_context
 def install(
+    ctx: click.Context,
     crds: bool,
     anchors: Path | None,
     issuer_cert: Path | None,
@@ -125,6 +143,9 @@ def install(
     control_plane_ns: str | None,
     image_tag: str | None,
     settings: tuple[str, ...],
+    ignore_cluster: bool,
+    context: str | None,
+    kubeconfig: str | None,
 ) -> None:
     """Print the control plane's manifests (or, with --crds, its CRDs) for kubectl apply.
 
@@ -135,6 +156,8 @@ def install(
         --identity-issuer-key-file issuer.key | kubectl apply -f -
 
     Without the identity files a new trust anchor and issuer are generated.
+    With --crds the cluster is read (unless --ignore-cluster) so that CRDs of
+    another owner are left alone, or only raised to a newer upstream Gateway API.
     """
     values = build_values(
         cluster_domain=cluster_domain,
@@ -144,7 +167,12 @@ def install(
         settings=settings,
     )
     if crds:
-        click.echo(dump_all(render_crds(values)), nl=False)
+        existing = None if ignore_cluster else existing_crds(target_from(ctx, context, kubeconfig))
+        docs, decisions = plan_install(render_crds(values), existing, values.control_plane_ns)
+        for d in decisions:
+            if d.action in (Action.LEAVE, Action.UPGRADE_FOREIGN):
+                click.echo(f"isthmus: CRD {d.name}: {d.reason}", err=True)
+        click.echo(dump_all(docs), nl=False)
         return
     now = datetime.now(UTC)
     identity = _identity(values, anchors, issuer_cert, issuer_key, now)
@@ -156,13 +184,29 @@ def install(
 
 @click.command("uninstall")
 @click.option("--control-plane-ns", help="Namespace of the control plane [default: linkerd].")
-def uninstall(control_plane_ns: str | None) -> None:
+@_IGNORE_CLUSTER
+@kube_options
+@click.pass_context
+def uninstall(
+    ctx: click.Context,
+    control_plane_ns: str | None,
+    ignore_cluster: bool,
+    context: str | None,
+    kubeconfig: str | None,
+) -> None:
     """Print references to everything install created, CRDs included, for kubectl delete.
 
     \b
       isthmus uninstall | kubectl delete -f -
 
-    Deleting the CRDs deletes every Server, policy, TrafficSplit, HTTPRoute and Link.
+    Only CRDs the mesh created are named (deleting one deletes every object of
+    its kind); each CRD left in place is reported on stderr. With
+    --ignore-cluster no CRD is named.
     """
     values = build_values(control_plane_ns=control_plane_ns)
-    click.echo(dump_all(uninstall_objects(values)), nl=False)
+    existing = None if ignore_cluster else existing_crds(target_from(ctx, context, kubeconfig))
+    names = [doc["metadata"]["name"] for doc in render_crds(values)]
+    deletes, notes = plan_deletes(names, existing, values.control_plane_ns)
+    for note in notes:
+        click.echo(f"isthmus: {note}", err=True)
+    click.echo(dump_all(uninstall_objects(values, crds=deletes)), nl=False)

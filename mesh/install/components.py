@@ -27,6 +27,8 @@ __all__ = [
     "INJECTOR_PORT",
     "ISSUER_DIR",
     "POLICY_PORT",
+    "TOKEN_DIR",
+    "TOKEN_FILE",
     "TRUST_ROOTS_DIR",
     "WEBHOOK_TLS_DIR",
     "ComponentMissing",
@@ -36,6 +38,7 @@ __all__ = [
     "injector_command",
     "load_component",
     "policy_command",
+    "service_identity",
 ]
 
 COMPONENTS: dict[str, str] = {
@@ -119,6 +122,30 @@ def identity_command(values: Values) -> list[str]:
     ]  # fmt: skip
 
 
+TOKEN_DIR = "/var/run/secrets/tokens"
+"""Where destination's pod mounts its projected token for the identity service."""
+TOKEN_FILE = "linkerd-identity-token"
+
+
+def service_identity(service_account: str, values: Values) -> str:
+    """The identity of a control-plane service account (what its TLS certificate names)."""
+    ns = values.control_plane_ns
+    return f"{service_account}.{ns}.serviceaccount.identity.{ns}.{values.identity_trust_domain}"
+
+
+def _identity_flags(values: Values) -> list[str]:
+    # How destination and policy get their serving certificates (SEC-3).
+    ns = values.control_plane_ns
+    return [
+        "--identity-name", service_identity("linkerd-destination", values),
+        "--trust-anchors", f"{TRUST_ROOTS_DIR}/ca-bundle.crt",
+        "--identity-token-file", f"{TOKEN_DIR}/{TOKEN_FILE}",
+        "--identity-addr",
+        f"linkerd-identity-headless.{ns}.svc.{values.cluster_domain}.:{IDENTITY_PORT}",
+        "--identity-svc-name", service_identity("linkerd-identity", values),
+    ]  # fmt: skip
+
+
 def destination_command(values: Values) -> list[str]:
     """The destination service: discovery and profiles."""
     return [
@@ -129,6 +156,7 @@ def destination_command(values: Values) -> list[str]:
         "--port", str(DESTINATION_PORT),
         "--default-opaque-ports", values.opaque_ports,
         "--log-level", values.controller_log_level,
+        *_identity_flags(values),
     ]  # fmt: skip
 
 
@@ -143,6 +171,7 @@ def policy_command(values: Values) -> list[str]:
         "--default-inbound-policy", values.default_inbound_policy,
         "--cluster-networks", values.cluster_networks,
         "--log-level", values.controller_log_level,
+        *_identity_flags(values),
     ]  # fmt: skip
 
 

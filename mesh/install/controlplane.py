@@ -1,9 +1,19 @@
 """The control plane's objects: namespace, configuration, secrets, workloads, services, webhook.
 
-Pure builders from ``Values`` and the credentials to plain manifests. The
-control-plane pods run unmeshed for now (``linkerd.io/inject: disabled``); in
-Linkerd they carry a proxy themselves, which here would need the identity
-service to bootstrap its own proxy's certificate.
+Pure builders from ``Values`` and the credentials to plain manifests.
+
+TLS to the control plane (SEC-3). In Linkerd each control-plane pod carries a
+proxy holding the pod's identity, and proxies reach the control plane through
+it over mTLS. Here the control-plane pods run unmeshed
+(``linkerd.io/inject: disabled``) and the services terminate TLS themselves,
+under the same identities, so proxies see what they would see in Linkerd:
+- identity serves as ``linkerd-identity.<ns>.serviceaccount.identity.<ns>.<td>``
+  with a leaf it signs itself with the issuer (as Linkerd's identity controller
+  certifies its own proxy), server-authenticated TLS only;
+- destination and policy serve as ``linkerd-destination.…`` with certificates
+  they ask identity for exactly as a proxy does (the pod's projected token,
+  audience ``identity.l5d.io``, mounted from ``TOKEN_DIR``), and require the
+  caller's certificate (mTLS).
 """
 
 from __future__ import annotations
@@ -13,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from mesh.identity.issuing import DEFAULT_AUDIENCE
 from mesh.install import components as c
 from mesh.install.credentials import IdentityMaterial, WebhookCert
 from mesh.install.rbac import SERVICE_ACCOUNTS
@@ -45,6 +56,7 @@ DEPLOYMENTS = ("linkerd-identity", "linkerd-destination", "linkerd-proxy-injecto
 """The control-plane Deployments, each of which must become ready."""
 
 _CONTROLLER_UID = 2103
+_TOKEN_SECONDS = 86400
 _WEBHOOKS_DISABLED = {"config.linkerd.io/admission-webhooks": "disabled"}
 
 
@@ -215,6 +227,17 @@ def _trust_roots_volume() -> Manifest:
     return {"name": "trust-roots", "configMap": {"name": TRUST_ROOTS_CONFIG_MAP}}
 
 
+def _token_volume() -> Manifest:
+    token = {
+        "serviceAccountToken": {
+            "audience": DEFAULT_AUDIENCE,
+            "expirationSeconds": _TOKEN_SECONDS,
+            "path": c.TOKEN_FILE,
+        }
+    }
+    return {"name": "identity-token", "projected": {"sources": [token]}}
+
+
 def deployments(values: Values) -> list[Manifest]:
     identity = _container(
         values,
@@ -225,6 +248,7 @@ def deployments(values: Values) -> list[Manifest]:
         _tcp_probe(c.IDENTITY_PORT),
         {"identity-issuer": c.ISSUER_DIR, "trust-roots": c.TRUST_ROOTS_DIR},
     )
+    certified = {"trust-roots": c.TRUST_ROOTS_DIR, "identity-token": c.TOKEN_DIR}
     destination = _container(
         values,
         "destination",
@@ -232,7 +256,7 @@ def deployments(values: Values) -> list[Manifest]:
         {"grpc": c.DESTINATION_PORT},
         _tcp_probe(c.DESTINATION_PORT),
         _tcp_probe(c.DESTINATION_PORT),
-        {},
+        certified,
     )
     policy = _container(
         values,
@@ -241,7 +265,7 @@ def deployments(values: Values) -> list[Manifest]:
         {"policy-grpc": c.POLICY_PORT},
         _tcp_probe(c.POLICY_PORT),
         _tcp_probe(c.POLICY_PORT),
-        {},
+        certified,
     )
     injector = _container(
         values,
@@ -261,7 +285,13 @@ def deployments(values: Values) -> list[Manifest]:
             [identity],
             [issuer_volume, _trust_roots_volume()],
         ),
-        _deployment(values, "linkerd-destination", "destination", [destination, policy], []),
+        _deployment(
+            values,
+            "linkerd-destination",
+            "destination",
+            [destination, policy],
+            [_trust_roots_volume(), _token_volume()],
+        ),
         _deployment(
             values,
             "linkerd-proxy-injector",

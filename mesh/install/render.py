@@ -112,14 +112,18 @@ def reference(obj: Manifest) -> Manifest:
     return {"apiVersion": obj["apiVersion"], "kind": obj["kind"], "metadata": meta}
 
 
-def uninstall_objects(values: Values) -> list[Manifest]:
+def uninstall_objects(values: Values, crds: Iterable[str] | None = None) -> list[Manifest]:
     """References to everything install and ``install --crds`` create, in deletion order.
 
-    The webhook goes first so no pod creation waits on a vanishing injector;
-    namespaced objects go before their namespace and CRDs last.
+    ``crds`` limits the CRDs to those names (the ones the mesh created; see
+    ``mesh.crds.ownership``); ``None`` names them all. The webhook goes first so
+    no pod creation waits on a vanishing injector; namespaced objects go before
+    their namespace and CRDs last.
     """
     placeholders = IdentityMaterial(b"", b"", b""), WebhookCert(b"", b"")
-    objects = [*render_install(values, *placeholders), *render_crds(values)]
+    wanted = None if crds is None else set(crds)
+    ours = [c for c in render_crds(values) if wanted is None or c["metadata"]["name"] in wanted]
+    objects = [*render_install(values, *placeholders), *ours]
     rank = {kind: i for i, kind in enumerate(_DELETE_ORDER)}
     ordered = sorted(objects, key=lambda o: rank.get(o["kind"], len(rank)))
     return [reference(o) for o in ordered]

@@ -32,6 +32,7 @@ from lightkube import AsyncClient
 from lightkube.config.kubeconfig import KubeConfig
 from lightkube.resources import core_v1
 
+from mesh.identity.bootstrap import add_identity_arguments, certify_from_identity, identity_settings
 from mesh.k8s import convert as k8s_convert
 from mesh.k8s.annotations import parse_ports
 from mesh.k8s.objects import Pod
@@ -276,12 +277,21 @@ class PolicyServer:
         return int(sock.getsockname()[1])
 
     async def start(
-        self, address: str = f"0.0.0.0:{DEFAULT_PORT}", admin: tuple[str, int] | None = None
+        self,
+        address: str = f"0.0.0.0:{DEFAULT_PORT}",
+        admin: tuple[str, int] | None = None,
+        credentials: grpc.ServerCredentials | None = None,
     ) -> tuple[int, int | None]:
-        """Feed the hub and serve on ``address`` (and ``admin``); return the bound ports."""
+        """Feed the hub and serve on ``address`` (and ``admin``); return the bound ports.
+
+        With ``credentials`` the gRPC port serves (m)TLS, else plaintext.
+        """
         server = grpc_server()
         pb_grpc.add_InboundServerPoliciesServicer_to_server(InboundPolicyServicer(self.hub), server)
-        port = server.add_insecure_port(address)
+        if credentials is not None:
+            port = server.add_secure_port(address, credentials)
+        else:
+            port = server.add_insecure_port(address)
         if port == 0:
             raise OSError(f"cannot listen on {address}")
         admin_port = await self._start_admin(*admin) if admin is not None else None
@@ -357,6 +367,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--kubeconfig", default=None, help="default: in-cluster or $KUBECONFIG")
     parser.add_argument("--log-level", default="INFO")
+    add_identity_arguments(parser)
     return parser
 
 
@@ -380,8 +391,13 @@ async def _serve(args: argparse.Namespace) -> None:
     config = _config(args)
     kube_config = KubeConfig.from_file(args.kubeconfig) if args.kubeconfig else None
     client = AsyncClient(config=kube_config)
+    identity = await certify_from_identity(identity_settings(args))
     server = PolicyServer(config, KubeObjectSource(client))
-    port, admin = await server.start(f"{args.address}:{args.port}", (args.address, args.admin_port))
+    port, admin = await server.start(
+        f"{args.address}:{args.port}",
+        (args.address, args.admin_port),
+        identity.serving.credentials(),
+    )
     _log.info(
         "policy serving on %s:%d, admin on %s (default policy %s, cluster networks %s)",
         args.address,
@@ -393,6 +409,7 @@ async def _serve(args: argparse.Namespace) -> None:
     try:
         await serve_until_stopped("policy", server.wait(), server.stop)
     finally:
+        await identity.close()
         await client.close()
 
 

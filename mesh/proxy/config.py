@@ -63,3 +63,7 @@ class ProxyConfig:
     gateway_suffixes: tuple[str, ...] = ()
     """Gateway mode: direct inbound connections are routed to services under these
     suffixes (``svc.<cluster domain>``); empty: not a gateway."""
+    tap_host: str = "0.0.0.0"
+    tap_port: int = 4190
+    tap_identities: tuple[str, ...] = ()
+    """Who may tap (over mTLS on the tap port); none: the tap port is not served."""

@@ -139,6 +139,10 @@ class DestinationClient:
         self.backoff = backoff or BackoffSettings()
         self.rng = rng or random.Random()
 
+    def rebind(self, channel: aio.Channel) -> None:
+        """Open streams from now on over ``channel`` (a new client certificate); open ones stay."""
+        self.stub = pb_grpc.DestinationStub(channel)
+
     def discoverable(self, address: Address) -> bool:
         """Whether discovery is asked about ``address`` at all."""
         if not address.is_ip:

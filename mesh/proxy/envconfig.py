@@ -10,7 +10,9 @@ The injector (``mesh.inject.proxyenv``) writes these variables. Rules:
   cluster.local.:8086``); the dot is kept, so the resolver skips its search list.
 - Lists are comma-separated; ports may be ranges ``lo-hi``.
 - Identity is required unless ``LINKERD2_PROXY_IDENTITY_DISABLED`` is set; then
-  the proxy runs in plaintext (``tls="disabled"``). Without a destination
+  the proxy runs in plaintext (``tls="disabled"``), control-plane calls included.
+  With identity, each control-plane address needs its ``…_SVC_NAME``: the
+  identity the server's certificate must name (SEC-3). Without a destination
   address every target is forwarded to its original destination; without a
   policy address every port gets the default inbound policy.
 - ``LINKERD2_PROXY_LOG`` follows Linkerd's ``level,target=level`` form;
@@ -51,6 +53,7 @@ __all__ = [
     "log_levels",
     "parse_duration",
     "parse_port_ranges",
+    "parse_service_addr",
 ]
 
 DEFAULT_POLICIES = (
@@ -122,7 +125,7 @@ class IdentitySettings:
     token_file: PurePosixPath
     svc: ServiceAddr
     svc_name: str = ""
-    """The identity service's own identity (for TLS to it; unused while it is plaintext)."""
+    """The identity service's own identity: its TLS certificate must name it (SEC-3)."""
     dir: PurePosixPath | None = None
     """Where the key and certificate may be written (an in-memory volume)."""
 
@@ -178,7 +181,9 @@ class EnvConfig:
     outbound_listen: Address = OUTBOUND_LISTEN
     admin_listen: Address = ADMIN_LISTEN
     control_listen: Address | None = None
-    """Linkerd's tap port; this proxy serves tap on the admin port instead."""
+    """The tap port (Linkerd's control port, 4190); served over mTLS to ``tap_identities``."""
+    tap_identities: tuple[str, ...] = ()
+    """``LINKERD2_PROXY_TAP_SVC_NAME``: who may tap; none: tap is not served (SEC-2)."""
     log: str = DEFAULT_LOG
     log_format: str = "plain"
     inbound: InboundSettings = field(default_factory=InboundSettings)
@@ -197,6 +202,9 @@ class EnvConfig:
             outbound_port=self.outbound_listen.port,
             admin_host=self.admin_listen.host,
             admin_port=self.admin_listen.port,
+            tap_host=self.control_listen.host if self.control_listen else "0.0.0.0",
+            tap_port=self.control_listen.port if self.control_listen else 4190,
+            tap_identities=self.tap_identities if self.identity is not None else (),
             cluster_networks=self.inbound.cluster_networks,
             gateway_suffixes=self.inbound.gateway_suffixes,
         )
@@ -247,7 +255,8 @@ def _address(text: str) -> Address:
     return address
 
 
-def _service_addr(text: str) -> ServiceAddr:
+def parse_service_addr(text: str) -> ServiceAddr:
+    """A control-plane address ``host:port``; ``ValueError`` if it is not one."""
     text = text.strip()
     address = Address.parse(text)
     if not address.is_ip:
@@ -322,6 +331,13 @@ def _local_name(text: str) -> str:
     return name
 
 
+def _identities(text: str) -> tuple[str, ...]:
+    names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+    for name in names:
+        check_subdomain("identity", name)
+    return names
+
+
 def _path(text: str) -> PurePosixPath:
     if not text.strip().startswith("/"):
         raise ValueError(f"expected an absolute path, got {text!r}")
@@ -378,16 +394,16 @@ def _identity(r: _Reader) -> IdentitySettings | None:
     name = r.need("LINKERD2_PROXY_IDENTITY_LOCAL_NAME", _local_name, why)
     anchors = r.need("LINKERD2_PROXY_IDENTITY_TRUST_ANCHORS", _anchors, why)
     token = r.need("LINKERD2_PROXY_IDENTITY_TOKEN_FILE", _path, why)
-    svc = r.need("LINKERD2_PROXY_IDENTITY_SVC_ADDR", _service_addr, why)
+    svc = r.need("LINKERD2_PROXY_IDENTITY_SVC_ADDR", parse_service_addr, why)
     directory = r.get("LINKERD2_PROXY_IDENTITY_DIR", _path, None)
-    svc_name = r.env.get("LINKERD2_PROXY_IDENTITY_SVC_NAME", "").strip()
-    if name is None or anchors is None or token is None or svc is None:
+    svc_name = r.need("LINKERD2_PROXY_IDENTITY_SVC_NAME", _local_name, why)
+    if name is None or anchors is None or token is None or svc is None or svc_name is None:
         return None
     return IdentitySettings(name, anchors, token, svc, svc_name, directory)
 
 
 def _destination(r: _Reader, cluster_networks: tuple[Network, ...]) -> DestinationSettings | None:
-    svc = r.get("LINKERD2_PROXY_DESTINATION_SVC_ADDR", _service_addr, None)
+    svc = r.get("LINKERD2_PROXY_DESTINATION_SVC_ADDR", parse_service_addr, None)
     context = r.env.get("LINKERD2_PROXY_DESTINATION_CONTEXT", "").strip()
     if context:
         r.get("LINKERD2_PROXY_DESTINATION_CONTEXT", _json_object, None)
@@ -406,7 +422,7 @@ def _destination(r: _Reader, cluster_networks: tuple[Network, ...]) -> Destinati
 
 
 def _policy_settings(r: _Reader) -> PolicySettings | None:
-    svc = r.get("LINKERD2_PROXY_POLICY_SVC_ADDR", _service_addr, None)
+    svc = r.get("LINKERD2_PROXY_POLICY_SVC_ADDR", parse_service_addr, None)
     if svc is None:
         return None
     workload = r.need("LINKERD2_PROXY_POLICY_WORKLOAD", _workload, "with a policy address")
@@ -453,6 +469,7 @@ def load(env: Mapping[str, str]) -> EnvConfig:
         ),
         admin_listen=r.get("LINKERD2_PROXY_ADMIN_LISTEN_ADDR", _address, defaults.admin_listen),
         control_listen=r.get("LINKERD2_PROXY_CONTROL_LISTEN_ADDR", _address, None),
+        tap_identities=r.get("LINKERD2_PROXY_TAP_SVC_NAME", _identities, ()),
         log=log,
         log_format=log_format,
         inbound=inbound,
@@ -463,6 +480,14 @@ def load(env: Mapping[str, str]) -> EnvConfig:
             "LINKERD2_PROXY_SHUTDOWN_GRACE_PERIOD", parse_duration, DEFAULT_SHUTDOWN_GRACE
         ),
     )
+    if config.identity is not None:
+        # SEC-3: with identity, every control-plane server is checked against a name.
+        for service, settings in (("DESTINATION", config.destination), ("POLICY", config.policy)):
+            if settings is not None and not settings.svc_name:
+                r.problems.append(
+                    f"LINKERD2_PROXY_{service}_SVC_NAME: required with "
+                    f"LINKERD2_PROXY_{service}_SVC_ADDR (the identity its server must present)"
+                )
     if r.problems:
         raise EnvError(r.problems)
     return config

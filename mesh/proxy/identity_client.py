@@ -15,8 +15,10 @@ Rules, following Linkerd:
 - A failed attempt (the service unreachable, a refusal, an answer that does
   not verify) is retried with capped exponential back-off; the current
   certificate stays in use meanwhile.
-- The identity service is reached over plaintext gRPC for now (inside the
-  cluster network); Linkerd verifies it as ``LINKERD2_PROXY_IDENTITY_SVC_NAME``.
+- The identity service is reached over TLS (the channel comes from the
+  runtime): its certificate must chain to the trust anchors and name
+  ``LINKERD2_PROXY_IDENTITY_SVC_NAME``, so the token is sent to no one else
+  and never in clear (SEC-3).
 """
 
 from __future__ import annotations

@@ -180,23 +180,26 @@ class PolicyClient:
         for port in self.inbound.ports:
             self._watch(port)
 
+    def rebind(self, channel: aio.Channel) -> None:
+        """Open watches from now on over ``channel`` (a new client certificate); open ones stay."""
+        if self.settings is not None:
+            self._stub = pb_grpc.InboundServerPoliciesStub(channel)
+
     def _watch(self, port: int) -> None:
         if self._stub is None or self.settings is None or port in self._watches:
             return
         if len(self._watches) >= MAX_WATCHED_PORTS:
             return
         request = pb.Workload(workload=self.settings.workload, port=port)
-        task = asyncio.get_running_loop().create_task(
-            self._follow(self._stub, request), name=f"policy {port}"
-        )
+        task = asyncio.get_running_loop().create_task(self._follow(request), name=f"policy {port}")
         self._watches[port] = task
 
-    async def _follow(
-        self, stub: pb_grpc.InboundServerPoliciesAsyncStub, request: pb.Workload
-    ) -> None:
+    async def _follow(self, request: pb.Workload) -> None:
         port = request.port
         backoff = Backoff(self._backoff, self._rng)
         while True:
+            stub = self._stub
+            assert stub is not None  # _watch starts no watch without one
             call = stub.WatchPort(request)
             try:
                 async for message in call:

@@ -10,7 +10,15 @@ accepting, gives open connections a grace period, and closes every stream,
 channel and task. Construct it inside the running event loop (gRPC channels
 belong to one).
 
-Control-plane channels are plaintext gRPC for now; see ``identity_client``.
+Control-plane channels (SEC-3): with identity, each is TLS whose server must
+chain to the trust anchors and name the ``…_SVC_NAME`` identity. The identity
+channel authenticates only the server (the proxy has no certificate yet);
+destination and policy are called with mutual TLS, the proxy presenting its
+current certificate: each new certificate gets new channels (gRPC channel
+credentials are fixed), which streams started from then on use, while open
+streams keep theirs. Superseded channels are closed once two newer ones exist
+(a stream that old has long been restarted by its server or reconnected).
+Without identity (``LINKERD2_PROXY_IDENTITY_DISABLED``) every channel is plaintext.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ from types import TracebackType
 
 from grpc import aio
 
+from mesh.identity.channels import control_channel
 from mesh.proxy.backoff import BackoffSettings
 from mesh.proxy.config import ProxyConfig
 from mesh.proxy.discovery import Discovery
@@ -36,7 +45,7 @@ from mesh.proxy.identity_client import IdentityClient, RenewalPolicy
 from mesh.proxy.origdst import OriginalDestination, original_destination
 from mesh.proxy.policy_client import PolicyClient
 from mesh.proxy.server import Proxy
-from mesh.proxy.tls import TlsStore
+from mesh.proxy.tls import TlsCredentials, TlsStore
 
 __all__ = ["CHANNEL_OPTIONS", "ProxyRuntime", "RuntimeOptions"]
 
@@ -80,15 +89,18 @@ class ProxyRuntime:
         self.env = env
         rng = options.rng or random.Random()
         self._channels: list[aio.Channel] = []
+        self._mtls: list[list[aio.Channel]] = []
+        """Destination/policy channels per client certificate, oldest first."""
         tls = None
         if env.identity is not None:
             tls = TlsStore.pending(env.identity.local_name, env.identity.trust_anchors_pem)
+        self._anchors = env.identity.trust_anchors_pem if env.identity is not None else None
         self.discovery: Discovery = NoDiscovery()
         self.destination: DestinationClient | None = None
         if env.destination is not None:
             self.destination = DestinationClient(
                 env.destination,
-                self._channel(env.destination.svc),
+                self._channel(env.destination.svc, env.destination.svc_name),
                 backoff=options.backoff,
                 rng=random.Random(rng.getrandbits(64)),
             )
@@ -96,7 +108,7 @@ class ProxyRuntime:
         self.policy = PolicyClient(
             env.inbound,
             env.policy,
-            self._channel(env.policy.svc) if env.policy is not None else None,
+            self._channel(env.policy.svc, env.policy.svc_name) if env.policy is not None else None,
             backoff=options.backoff,
             rng=random.Random(rng.getrandbits(64)),
         )
@@ -113,8 +125,8 @@ class ProxyRuntime:
         if env.identity is not None:
             self.identity = IdentityClient(
                 env.identity,
-                self._channel(env.identity.svc),
-                on_certified=self.proxy.rotate,
+                self._channel(env.identity.svc, env.identity.svc_name),
+                on_certified=self._certified,
                 policy=options.renewal,
                 clock=options.wall_clock,
                 rng=random.Random(rng.getrandbits(64)),
@@ -122,21 +134,52 @@ class ProxyRuntime:
             )
         self._identity_task: asyncio.Task[None] | None = None
 
-    def _channel(self, svc: ServiceAddr) -> aio.Channel:
-        channel = aio.insecure_channel(svc.grpc_target, options=CHANNEL_OPTIONS)
+    def _channel(
+        self, svc: ServiceAddr, svc_name: str, client: TlsCredentials | None = None
+    ) -> aio.Channel:
+        """A channel to ``svc``: TLS checking ``svc_name`` with identity, plaintext without."""
+        if self._anchors is None:
+            channel = aio.insecure_channel(svc.grpc_target, options=CHANNEL_OPTIONS)
+        else:
+            channel = control_channel(
+                svc.grpc_target,
+                svc_name,
+                self._anchors,
+                client_chain_pem=client.certificate_chain_pem if client else None,
+                client_key_pem=client.key_pem if client else None,
+                options=CHANNEL_OPTIONS,
+            )
         self._channels.append(channel)
         return channel
+
+    def _certified(self, credentials: TlsCredentials) -> None:
+        """A new certificate: serve with it, and call destination and policy with it."""
+        self.proxy.rotate(credentials)
+        fresh: list[aio.Channel] = []
+        if self.destination is not None and self.env.destination is not None:
+            d = self.env.destination
+            fresh.append(self._channel(d.svc, d.svc_name, credentials))
+            self.destination.rebind(fresh[-1])
+        if self.env.policy is not None:
+            p = self.env.policy
+            fresh.append(self._channel(p.svc, p.svc_name, credentials))
+            self.policy.rebind(fresh[-1])
+        self._mtls.append(fresh)
+        while len(self._mtls) > 3:
+            for old in self._mtls.pop(0):
+                self._channels.remove(old)
+                asyncio.get_running_loop().create_task(old.close(None))
 
     async def start(self) -> None:
         """Serve admin now, and traffic once the first certificate is in (may wait long)."""
         await self.proxy.start(("admin",))
-        self.policy.start()
         if self.identity is not None:
             identity = self.identity
             self._identity_task = asyncio.get_running_loop().create_task(
                 identity.run(), name="identity"
             )
             await identity.certified.wait()
+        self.policy.start()
         await self.proxy.start()
         log.info(
             "proxy ready: inbound %s:%d, outbound %s:%d, admin %s:%d, identity %s",

@@ -34,6 +34,7 @@ from mesh.proxy.outbound import Outbound
 from mesh.proxy.policy import PolicySource
 from mesh.proxy.resolve import Destinations
 from mesh.proxy.tap import TapHub
+from mesh.proxy.tap_server import TapServer
 from mesh.proxy.telemetry import ProxyMetrics
 from mesh.proxy.tls import TlsCredentials, TlsStore
 
@@ -102,13 +103,16 @@ class Proxy:
             clock=clock,
             gateway=gateway,
         )
-        self.admin = Admin(
-            self.metrics,
-            self.tap,
-            ready=self.ready,
-            tap_capacity=config.tap_capacity,
-            limits=config.admin,
-        )
+        self.admin = Admin(self.metrics, ready=self.ready, limits=config.admin)
+        self.tap_server: TapServer | None = None
+        if tls is not None and config.tap_identities:
+            self.tap_server = TapServer(
+                self.tap,
+                tls,
+                frozenset(config.tap_identities),
+                capacity=config.tap_capacity,
+                handshake=config.timeouts.handshake,
+            )
         self._servers: dict[str, asyncio.Server] = {}
         self._connections: set[asyncio.Task[None]] = set()
         self._draining = False
@@ -141,14 +145,24 @@ class Proxy:
     def admin_port(self) -> int:
         return self.port("admin")
 
-    async def start(self, names: Collection[str] = LISTENERS) -> None:
-        """Bind and start serving the listeners ``names`` (default all) not yet bound."""
+    @property
+    def tap_port(self) -> int:
+        """The tap port (``KeyError`` when tap is not served)."""
+        return self.port("tap")
+
+    async def start(self, names: Collection[str] = (*LISTENERS, "tap")) -> None:
+        """Bind and start serving the listeners ``names`` (default all) not yet bound.
+
+        ``tap`` is served only with identity and identities allowed to tap.
+        """
         c = self.config
         listeners: list[tuple[str, str, int, Handler]] = [
             ("inbound", c.inbound_host, c.inbound_port, self.inbound.handle),
             ("outbound", c.outbound_host, c.outbound_port, self.outbound.handle),
             ("admin", c.admin_host, c.admin_port, self.admin.handle),
         ]
+        if self.tap_server is not None:
+            listeners.append(("tap", c.tap_host, c.tap_port, self.tap_server.handle))
         try:
             for name, host, port, handler in listeners:
                 if name not in names or name in self._servers:

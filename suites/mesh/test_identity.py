@@ -63,10 +63,18 @@ def _token(k: Kube, namespace: str, pod: Pod, audience: str) -> str:
 class Certifier:
     """Certify calls to one identity pod."""
 
-    def __init__(self, api: IdentityApi, address: str) -> None:
+    def __init__(
+        self, api: IdentityApi, address: str, server_name: str = "", anchors: bytes = b""
+    ) -> None:
         classes = load_messages(api.proto, [api.request, api.response], api.include_dirs)
         self.request = classes[api.request]
-        self.channel = grpc.insecure_channel(f"{address}:{api.port}")
+        target = f"{address}:{api.port}"
+        if api.plaintext:
+            self.channel = grpc.insecure_channel(target)
+        else:
+            credentials = grpc.ssl_channel_credentials(root_certificates=anchors)
+            options = [("grpc.ssl_target_name_override", server_name)]
+            self.channel = grpc.secure_channel(target, credentials, options=options)
         self.call = unary(
             self.channel, api.service, api.method, self.request, classes[api.response]
         )
@@ -114,7 +122,8 @@ def test_identity_refuses_csr_for_another_service_account(
     )
     mine = mesh.identity(c, ns, "default")
     other = mesh.identity(c, ns, "other")
-    certifier = Certifier(api, addresses[0])
+    server_name = mesh.identity(c, api.namespace, api.service_account)
+    certifier = Certifier(api, addresses[0], server_name, mesh.trust.anchor_cert.read_bytes())
     try:
         code, issued, details = certifier.certify(mine, token, mine)
         evidence.record("own identity", {"code": code.name, "details": details})

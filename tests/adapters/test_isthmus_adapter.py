@@ -154,7 +154,10 @@ def test_install_applies_crds_then_control_plane_server_side_and_waits_with_chec
     c = cluster("target", domain="target.local", trust="td.example")
     a.install([c], trust(tmp_path, "target"))
     crds, apply_crds, install, _, apply_plane, check = runner.calls
-    assert crds[0] == ("isthmus", "install", "--crds")
+    assert crds[0] == (
+        "isthmus", "install", "--crds",
+        "--kubeconfig", "/state/target.kubeconfig", "--context", "ctx-target",
+    )  # fmt: skip
     assert apply_crds[0] == (
         "/bin/kubectl-v1.35.4", "--kubeconfig", "/state/target.kubeconfig",
         "--context", "ctx-target", "apply", "--server-side", "--force-conflicts",
@@ -254,7 +257,8 @@ def test_uninstall_pipes_uninstall_into_kubectl_delete(tmp_path: Path) -> None:
     runner = FakeRunner({"uninstall": ok("refs"), "delete": ok()})
     adapter(tmp_path, runner).uninstall(cluster("target"))
     (uninstall, _, _), (delete, given, timeout) = runner.calls
-    assert uninstall == ("isthmus", "uninstall")
+    assert uninstall[:2] == ("isthmus", "uninstall")
+    assert uninstall[2:4] == ("--kubeconfig", "/state/target.kubeconfig")
     assert delete[5:] == (
         "delete",
         "--ignore-not-found",
@@ -283,3 +287,15 @@ def test_registry_makes_adapters_by_name(tmp_path: Path) -> None:
 def test_shared_trust_round_trips_through_json(tmp_path: Path) -> None:
     t = trust(tmp_path, "a", "b")
     assert SharedTrust.from_dict(json.loads(json.dumps(t.to_dict()))) == t
+
+
+def test_inject_pipes_the_manifest_through_the_cli(tmp_path: Path) -> None:
+    runner = FakeRunner({"inject": ok("injected: yes\n")})
+    assert adapter(tmp_path, runner).inject("kind: Deployment\n") == "injected: yes\n"
+    assert runner.calls == [(("isthmus", "inject", "-"), "kind: Deployment\n", pytest.approx(120))]
+
+
+def test_inject_failure_says_what_the_cli_said(tmp_path: Path) -> None:
+    runner = FakeRunner({"inject": ok(code=1, stderr="bad yaml")})
+    with pytest.raises(MeshError, match="bad yaml"):
+        adapter(tmp_path, runner).inject("{")

@@ -275,3 +275,46 @@ def test_uninstall_lists_everything_in_a_safe_order() -> None:
     )
     assert kinds[-1] == "CustomResourceDefinition"
     assert all(set(r) == {"apiVersion", "kind", "metadata"} for r in refs)
+
+
+def _flag(command: list[str], name: str) -> str:
+    return command[command.index(name) + 1]
+
+
+def test_destination_and_policy_get_their_certificates_from_identity() -> None:
+    """SEC-3: each serves as linkerd-destination's identity, asking identity with a token."""
+    spec = find(DOCS, "Deployment", "linkerd-destination")["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    (token,) = volumes["identity-token"]["projected"]["sources"]
+    assert token["serviceAccountToken"]["audience"] == "identity.l5d.io"
+    assert spec["serviceAccountName"] == "linkerd-destination"
+    for container in spec["containers"]:
+        command = container["command"]
+        mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+        token_file = _flag(command, "--identity-token-file")
+        assert token_file == f"{mounts['identity-token']}/{token['serviceAccountToken']['path']}"
+        assert _flag(command, "--trust-anchors").startswith(mounts["trust-roots"] + "/")
+        assert _flag(command, "--identity-name") == (
+            "linkerd-destination.linkerd.serviceaccount.identity.linkerd.cluster.local"
+        )
+        assert _flag(command, "--identity-svc-name") == (
+            "linkerd-identity.linkerd.serviceaccount.identity.linkerd.cluster.local"
+        )
+        assert _flag(command, "--identity-addr") == (
+            "linkerd-identity-headless.linkerd.svc.cluster.local.:8080"
+        )
+
+
+def test_proxies_expect_the_names_the_control_plane_serves_as() -> None:
+    """What the injector tells proxies to check is what each service's certificate names."""
+    injected, _ = inject_pod(inject_support.POD, {}, inject_support.CONFIG)
+    (proxy,) = [c for c in injected["spec"]["containers"] if c["name"] == "linkerd-proxy"]
+    env = {e["name"]: e.get("value") for e in proxy["env"]}
+    values = Values()
+    assert env["LINKERD2_PROXY_IDENTITY_SVC_NAME"] == c.service_identity("linkerd-identity", values)
+    destination = c.service_identity("linkerd-destination", values)
+    assert env["LINKERD2_PROXY_DESTINATION_SVC_NAME"] == destination
+    assert env["LINKERD2_PROXY_POLICY_SVC_NAME"] == destination
+    spec = find(DOCS, "Deployment", "linkerd-destination")["spec"]["template"]["spec"]
+    for container in spec["containers"]:
+        assert _flag(container["command"], "--identity-name") == destination

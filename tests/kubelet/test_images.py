@@ -61,13 +61,14 @@ def test_project_images_map_to_entry_points(image: str, program: str) -> None:
     assert entrypoint_name(image) == program
 
 
-@pytest.mark.parametrize("image", ["busybox", "curlimages/curl:8.5.0", "isthmus/other"])
+@pytest.mark.parametrize("image", ["redis:7", "quay.io/curl/curl:8", "isthmus/other"])
 def test_other_images_are_refused_with_the_supported_list(image: str) -> None:
     with pytest.raises(ImageNotRunnable) as err:
         entrypoint_name(image)
     assert image in str(err.value)
     assert "isthmus/isthmus[:tag]" in str(err.value)
     assert "isthmus/testapps[:tag]" in str(err.value)
+    assert "stefanprodan/podinfo[:tag]" in str(err.value)
 
 
 def test_image_id_names_repository_and_tag() -> None:
@@ -117,4 +118,4 @@ def test_bare_name_prefers_bin_dir_over_path() -> None:
 
 def test_unknown_image_fails_even_with_a_command() -> None:
     with pytest.raises(ImageNotRunnable):
-        container_argv("busybox", ["sleep", "1"], None, BIN, executable_in_bin(), no_path)
+        container_argv("redis", ["sleep", "1"], None, BIN, executable_in_bin(), no_path)

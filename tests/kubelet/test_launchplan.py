@@ -7,7 +7,7 @@ from typing import cast
 
 import pytest
 
-from harness.providers.netns.kubelet.images import ImageNotRunnable
+from harness.providers.netns.kubelet.images import ImageNotRunnable, ImageRoots
 from harness.providers.netns.kubelet.kobjects import Container, Pod
 from harness.providers.netns.kubelet.launch import LaunchSpec, Mount
 from harness.providers.netns.kubelet.launchplan import build_launch_spec, credentials
@@ -104,7 +104,31 @@ def test_host_network_pods_keep_the_node_hostname() -> None:
 
 def test_unknown_images_do_not_build() -> None:
     with pytest.raises(ImageNotRunnable):
-        build(pod([{"name": "c", "image": "nginx"}]))
+        build(pod([{"name": "c", "image": "redis"}]))
+
+
+def test_a_catalogued_image_brings_its_workdir_path_and_paths_before_volumes() -> None:
+    p = pod([{"name": "c", "image": "stefanprodan/podinfo:6.7.0"}])
+    spec = build_launch_spec(
+        p,
+        p["spec"]["containers"][0],
+        {},
+        [Mount("/s/v", "/home/app/data")],
+        scratch=Path("/s/scratch"),
+        bin_dir=BIN,
+        node_name="node-1",
+        is_executable=lambda path: True,
+        which=lambda n: None,
+        roots=ImageRoots(BIN, Path("/s/images"), {"podinfo": Path("/c/podinfo")}),
+    )
+    assert spec.argv == ["./podinfo"]
+    assert spec.cwd == "/home/app"
+    assert "/venv/bin" not in spec.env["PATH"]
+    assert [m.target for m in spec.mounts] == [
+        "/home/app",
+        "/usr/local/bin/podcli",
+        "/home/app/data",
+    ]
 
 
 def test_launch_spec_json_round_trip() -> None:

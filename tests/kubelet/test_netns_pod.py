@@ -230,3 +230,42 @@ def test_launcher_reports_why_a_container_never_ran(
     )
     assert proc.returncode == code
     assert message in proc.stderr
+
+
+def test_image_paths_and_fresh_writable_dirs_exist_only_in_the_container(tmp_path: Path) -> None:
+    image = tmp_path / "image"
+    image.mkdir()
+    (image / "hello").write_text("from the image\n")
+    tool = tmp_path / "tool"
+    tool.write_text("#!/bin/sh\necho tool-ok\n")
+    tool.chmod(0o755)
+    app, bin_file, rw = (
+        "/home/isthmus-test-app",
+        "/usr/local/bin/isthmus-test-tool",
+        ("/var/log/isthmus-test-rw"),
+    )
+    spec = LaunchSpec(
+        argv=["/bin/sh", "-c", f"cat hello && isthmus-test-tool && touch {rw}/x && pwd && id -u"],
+        env={"PATH": "/usr/local/bin:/usr/bin:/bin"},
+        scratch=str(tmp_path / "s"),
+        cwd=app,
+        uid=1001,
+        gid=1001,
+        mounts=[
+            Mount(str(image), app),
+            Mount(str(tool), bin_file, kind="file"),
+            Mount(str(tmp_path / "s" / "rw"), rw, readonly=False, kind="fresh"),
+        ],
+    )
+    (tmp_path / "spec.json").write_text(spec.to_json())
+    proc = subprocess.run(
+        [sys.executable, "-I", "-S", str(LAUNCHER), str(tmp_path / "spec.json")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == f"from the image\ntool-ok\n{app}\n1001\n"
+    assert (tmp_path / "s" / "rw" / "x").is_file()  # the writable dir is the scratch one
+    for path in (app, bin_file, rw):
+        assert not os.path.lexists(path), f"{path} leaked onto the host"

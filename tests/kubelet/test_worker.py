@@ -260,7 +260,7 @@ async def test_failing_container_backs_off_then_a_never_pod_completes(
         pod(
             bad_uid,
             {
-                "containers": [{"name": "web", "image": "nginx:1.27"}],
+                "containers": [{"name": "web", "image": "redis:7"}],
             },
         ),
     )
@@ -302,7 +302,7 @@ async def test_failing_container_backs_off_then_a_never_pod_completes(
                 if s.get("podIP") == bad.pod_ip
             ),
         )
-        assert any(e["reason"] == "Failed" and "nginx:1.27" in e["message"] for e in api.events)
+        assert any(e["reason"] == "Failed" and "redis:7" in e["message"] for e in api.events)
         await until(
             "Succeeded reported", lambda: any(s["phase"] == "Succeeded" for s in api.statuses)
         )

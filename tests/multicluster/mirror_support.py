@@ -1,18 +1,10 @@
-"""A fake of the multicluster commands' Kubernetes seam, and clusters made of our manifests."""
+"""Builders for the mirror tests: remote Services, slices and Links as the API would hold them."""
 
 from __future__ import annotations
 
-import base64
-import copy
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-<<<<<<<< HEAD:tests/multicluster/support.py
-import pytest
-import yaml
-========
 from mesh.k8s.events import Deleted, Listed, Upserted
 from mesh.k8s.objects import Endpoint, EndpointSlice, Service, ServicePort
 from mesh.multicluster.mirror.core import MirrorCore
@@ -30,193 +22,144 @@ from mesh.multicluster.mirror.messages import (
     Namespace,
     RemoteEvent,
 )
->>>>>>>> mc-mirror:tests/multicluster/mirror_support.py
 
-from mesh.install import Values
-from mesh.install.controlplane import CONFIG_MAP, TRUST_ROOTS_CONFIG_MAP
-from mesh.install.target import KubeTarget
-from mesh.multicluster import labels as mc
-from mesh.multicluster.cli import kube
-from mesh.multicluster.render import install_objects
-from mesh.multicluster.values import McValues
-
-Manifest = dict[str, Any]
-
-KINDS = kube.KINDS
-TOKEN = "remote-access-token"
-CA_PEM = b"-----BEGIN CERTIFICATE-----\nZmFrZQ==\n-----END CERTIFICATE-----\n"
-GATEWAY_IP = "172.30.25.10"
+CLUSTER = "east"
+DOMAIN = "east.local"
+GATEWAY_IDENTITY = "linkerd-gateway.linkerd-multicluster.serviceaccount.identity.linkerd.mesh"
+EXPORTED = {"mirror.linkerd.io/exported": "true"}
 
 
-def _matches(labels: Mapping[str, str], selector: str) -> bool:
-    for requirement in filter(None, selector.split(",")):
-        key, _, value = requirement.partition("=")
-        if labels.get(key) != value:
-            return False
-    return True
-
-
-@dataclass
-class FakeCluster:
-    """Objects by (kind, namespace, name); fails loudly on anything it was not given."""
-
-    server: str = "https://10.0.0.1:6443"
-    objects: dict[tuple[str, str, str], Manifest] = field(default_factory=dict)
-    metrics: dict[tuple[str, str], str] = field(default_factory=dict)
-    """(namespace, pod) -> what /metrics on 9999 returns."""
-    error: kube.ClusterError | None = None
-    closed: bool = False
-    reads: list[tuple[str, str]] = field(default_factory=list)
-    """(resource plural, verb) of every request, to hold callers to an account's RBAC."""
-
-    def add(self, *docs: Manifest) -> FakeCluster:
-        for doc in docs:
-            kind = KINDS[doc["kind"]]
-            ns = doc["metadata"].get("namespace", "") if kind.namespaced else ""
-            self.objects[(doc["kind"], ns, doc["metadata"]["name"])] = copy.deepcopy(doc)
-        return self
-
-    def remove(self, kind: str, namespace: str, name: str) -> None:
-        del self.objects[(kind, namespace, name)]
-
-    def _check(self) -> None:
-        if self.error is not None:
-            raise self.error
-
-    def get(self, kind: kube.Kind, name: str, namespace: str | None = None) -> Manifest | None:
-        self._check()
-        self.reads.append((kind.plural, "get"))
-        found = self.objects.get((kind.kind, (namespace or "") if kind.namespaced else "", name))
-        return copy.deepcopy(found) if found else None
-
-    def list(
-        self, kind: kube.Kind, namespace: str | None = None, selector: str = ""
-    ) -> list[Manifest]:
-        self._check()
-        if (
-            kind is kube.LINK
-            and ("CustomResourceDefinition", "", "links.multicluster.linkerd.io")
-            not in self.objects
-        ):
-            raise kube.ClusterError("links.multicluster.linkerd.io/v1alpha3 is not served", 404)
-        return [
-            copy.deepcopy(obj)
-            for (k, ns, _), obj in sorted(self.objects.items())
-            if k == kind.kind
-            and (not namespace or ns == namespace)
-            and _matches(obj["metadata"].get("labels") or {}, selector)
-        ]
-
-    def proxy_get(self, namespace: str, pod: str, port: int, path: str) -> str:
-        self._check()
-        assert (port, path) == (mc.MIRROR_METRICS_PORT, "/metrics"), (port, path)
-        if (namespace, pod) not in self.metrics:
-            raise kube.ClusterError(f"pod {namespace}/{pod} has no metrics", 503)
-        return self.metrics[(namespace, pod)]
-
-    def close(self) -> None:
-        self.closed = True
-
-
-@dataclass
-class Connector:
-    """Stands in for ``kube.connect``: the cluster of each context, and kubeconfigs seen."""
-
-    clusters: dict[str | None, FakeCluster]
-    remote: FakeCluster | kube.ClusterError | None = None
-    """What connecting with a generated kubeconfig gives (the link's API check)."""
-    kubeconfigs: list[Mapping[str, Any]] = field(default_factory=list)
-
-    def __call__(self, where: KubeTarget | Mapping[str, Any]) -> kube.Cluster:
-        if isinstance(where, KubeTarget):
-            if where.context not in self.clusters:
-                raise kube.ClusterError(f"no context {where.context!r}")
-            return self.clusters[where.context]
-        self.kubeconfigs.append(where)
-        if isinstance(self.remote, kube.ClusterError):
-            raise self.remote
-        assert self.remote is not None, "unexpected connection with a generated kubeconfig"
-        return self.remote
-
-
-def use(monkeypatch: pytest.MonkeyPatch, connector: Connector) -> Connector:
-    monkeypatch.setattr(kube, "connect", connector)
-    return connector
-
-
-def control_plane(values: Values | None = None, anchors: str = "ANCHOR") -> list[Manifest]:
-    values = values or Values(image_tag="dev")
-    return [
-        {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {"name": CONFIG_MAP, "namespace": values.control_plane_ns},
-            "data": {"values": yaml.safe_dump(values.to_config())},
+def link_obj(**spec: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "targetClusterName": CLUSTER,
+        "targetClusterDomain": DOMAIN,
+        "targetClusterLinkerdNamespace": "linkerd",
+        "clusterCredentialsSecret": f"cluster-credentials-{CLUSTER}",
+        "gatewayAddress": "172.30.1.20,172.30.1.3",
+        "gatewayPort": "4143",
+        "gatewayIdentity": GATEWAY_IDENTITY,
+        "probeSpec": {
+            "path": "/ready",
+            "port": "4191",
+            "period": "3s",
+            "failureThreshold": "3",
+            "timeout": "30s",
         },
-        {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {"name": TRUST_ROOTS_CONFIG_MAP, "namespace": values.control_plane_ns},
-            "data": {"ca-bundle.crt": anchors},
+        "selector": {"matchLabels": dict(EXPORTED)},
+        "remoteDiscoverySelector": {
+            "matchLabels": {"mirror.linkerd.io/exported": "remote-discovery"}
         },
-    ]
-
-
-def installed(
-    values: McValues | None = None,
-    *,
-    ingress: Iterable[Mapping[str, str]] = ({"ip": GATEWAY_IP},),
-    token: str | None = TOKEN,
-    token_ca: bytes = b"",
-    server: str = "https://10.0.0.1:6443",
-    cp_values: Values | None = None,
-) -> FakeCluster:
-    """A cluster with the control plane's config and ``multicluster install`` applied,
-    the gateway's LoadBalancer assigned and the token controller done."""
-    values = values or McValues(image_tag="dev")
-    cluster = FakeCluster(server=server).add(*control_plane(cp_values), *install_objects(values))
-    gateway = cluster.objects.get(("Service", mc.NAMESPACE, mc.GATEWAY_NAME))
-    if gateway is not None:
-        gateway["status"] = {"loadBalancer": {"ingress": [dict(i) for i in ingress]}}
-    secret = cluster.objects[("Secret", mc.NAMESPACE, mc.token_secret_name(mc.REMOTE_ACCESS_SA))]
-    if token is not None:
-        secret["data"] = {
-            "token": base64.b64encode(token.encode()).decode(),
-            "ca.crt": base64.b64encode(token_ca).decode(),
-        }
-    return cluster
-
-
-def write_kubeconfig(path: Path, contexts: Mapping[str, str], *, with_ca: bool = True) -> Path:
-    """A kubeconfig with one context per ``name -> server``, CAs inline (if ``with_ca``)."""
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [
-            {
-                "name": name,
-                "cluster": {
-                    "server": server,
-                    **(
-                        {"certificate-authority-data": base64.b64encode(CA_PEM).decode()}
-                        if with_ca
-                        else {"insecure-skip-tls-verify": True}
-                    ),
-                },
-            }
-            for name, server in contexts.items()
-        ],
-        "users": [{"name": "admin", "user": {"token": "admin-token"}}],
-        "contexts": [
-            {"name": name, "context": {"cluster": name, "user": "admin"}} for name in contexts
-        ],
-        "current-context": next(iter(contexts)),
+        "federatedServiceSelector": {"matchLabels": {"mirror.linkerd.io/federated": "member"}},
     }
-    path.write_text(yaml.safe_dump(config))
-    return path
+    base.update(spec)
+    return {
+        "apiVersion": "multicluster.linkerd.io/v1alpha3",
+        "kind": "Link",
+        "metadata": {"name": CLUSTER, "namespace": "linkerd-multicluster"},
+        "spec": {k: v for k, v in base.items() if v is not None},
+    }
 
 
-def decode_kubeconfig(secret: Manifest) -> Manifest:
-    data = base64.b64decode(secret["data"][mc.CREDENTIALS_KEY])
-    loaded: Manifest = yaml.safe_load(data)
-    return loaded
+def link(**spec: Any) -> Link:
+    return parse_link(link_obj(**spec))
+
+
+def remote_service(
+    name: str = "web",
+    *,
+    ns: str = "shop",
+    labels: Mapping[str, str] | None = None,
+    annotations: Mapping[str, str] | None = None,
+    ports: Sequence[ServicePort] = (ServicePort(80, "http", "TCP", 8080),),
+    rv: str = "100",
+    type_: str = "ClusterIP",
+) -> Service:
+    return Service(
+        namespace=ns,
+        name=name,
+        ports=tuple(ports),
+        cluster_ip="10.97.0.10",
+        cluster_ips=("10.97.0.10",),
+        type=type_,
+        selector={"app": name},
+        labels=dict(EXPORTED if labels is None else labels),
+        annotations=dict(annotations or {}),
+        resource_version=rv,
+    )
+
+
+def remote_slice(
+    service: str, *, ns: str = "shop", ready: bool = True, name: str = ""
+) -> EndpointSlice:
+    return EndpointSlice(
+        namespace=ns,
+        name=name or f"{service}-abcde",
+        service_name=service,
+        endpoints=(Endpoint(("10.23.0.5",), ready=ready),),
+    )
+
+
+def as_service(svc: MirrorService, *, rv: str = "1") -> Service:
+    """The Service the local API server would hold after applying ``svc``."""
+    return Service(
+        namespace=svc.namespace,
+        name=svc.name,
+        ports=tuple(ServicePort(p.port, p.name, p.protocol, p.target_port) for p in svc.ports),
+        cluster_ip="10.96.7.7",
+        cluster_ips=("10.96.7.7",),
+        labels=dict(svc.labels),
+        annotations=dict(svc.annotations),
+        resource_version=rv,
+    )
+
+
+class Driver:
+    """Feeds a ``MirrorCore`` and plays the local API server for the commands it returns."""
+
+    def __init__(self, core: MirrorCore) -> None:
+        self.core = core
+        self.log: list[Command] = []
+
+    def feed(self, event: Event) -> list[Command]:
+        out = self.core.handle(event)
+        self.log.extend(out)
+        return out
+
+    def settle(self, commands: list[Command]) -> list[Command]:
+        """Apply ``commands`` to the local cluster and feed the watch events back, until quiet."""
+        more: list[Command] = []
+        for command in commands:
+            match command:
+                case ApplyService(svc, _):
+                    more += self.feed(LocalEvent(Upserted(as_service(svc))))
+                case ApplyEndpoints(eps):
+                    more += self.feed(LocalEvent(Upserted(eps)))
+                case DeleteMirror(key, _):
+                    more += self.feed(LocalEvent(Deleted(Service(key.namespace, key.name))))
+                    more += self.feed(LocalEvent(Deleted(MirrorEndpoints(key.namespace, key.name))))
+                case DeleteEndpoints(key):
+                    more += self.feed(LocalEvent(Deleted(MirrorEndpoints(key.namespace, key.name))))
+                case _:
+                    pass
+        return self.settle(more) if more else []
+
+
+def synced_core(
+    remote: Sequence[Service] = (),
+    slices: Sequence[EndpointSlice] = (),
+    local: Sequence[Service] = (),
+    endpoints: Sequence[MirrorEndpoints] = (),
+    namespaces: Sequence[str] = ("shop", "default"),
+    lk: Link | None = None,
+) -> tuple[Driver, list[Command]]:
+    """A core that has read the Link and listed everything; the commands of its first pass."""
+    lk = lk or link()
+    driver = Driver(MirrorCore(CLUSTER, clock=lambda: "2026-01-01T00:00:00Z"))
+    out: list[Command] = []
+    out += driver.feed(LinkUpdated(lk, lk.gateway_addresses))
+    out += driver.feed(LocalEvent(Listed(Service, tuple(local))))
+    out += driver.feed(LocalEvent(Listed(MirrorEndpoints, tuple(endpoints))))
+    out += driver.feed(LocalEvent(Listed(Namespace, tuple(Namespace(n) for n in namespaces))))
+    out += driver.feed(RemoteEvent(Listed(EndpointSlice, tuple(slices))))
+    out += driver.feed(RemoteEvent(Listed(Service, tuple(remote))))
+    return driver, out

@@ -105,6 +105,8 @@ def loopback_config(**timeouts: float) -> ProxyConfig:
         outbound_port=0,
         admin_host=LOOPBACK,
         admin_port=0,
+        tap_host=LOOPBACK,
+        tap_port=0,
         timeouts=Timeouts(**values),
     )
 

@@ -1,77 +1,140 @@
-"""Tap events as JSON lines, matching, and bounded subscriptions."""
+"""SEC-2: tap on its own port, over mTLS, for the identities allowed to tap only.
+
+Real proxies on loopback (``running`` from the proxy server tests). The tap client
+is httpx over TLS with a workload certificate, the server's identity as SNI and
+checked name; the refused ones get the connection closed with no HTTP answer.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import ssl
+from collections.abc import Awaitable, Callable
 
-from mesh.proxy.discovery import Address
-from mesh.proxy.tap import (
-    Peer,
-    RequestEnd,
-    RequestInfo,
-    RequestInit,
-    ResponseInit,
-    TapEvent,
-    TapHub,
-    TapMatch,
-)
+import httpx
+import pytest
+
+from mesh.proxy.envconfig import load
+from mesh.proxy.tap_server import tap_match
 from mesh.proxy.telemetry import Direction
+from mesh.proxy.tls import TlsCredentials, client_context
+from tests.proxy.proxy_support import LOOPBACK, Mesh, identity
+from tests.proxy.test_proxy_server import CLIENT_ID, SERVER_ID, running, wait_until
 
-SOURCE = Peer(Address("10.42.0.7", 51234), (("tls", "true"), ("client_id", "web.demo")))
-DESTINATION = Peer(Address("10.42.0.9", 8080), (("tls", "true"),))
+TAP_ID = identity("tap", "linkerd-viz")
+WAIT = 10.0
 
 
-def request(n: int, *, path: str = "/", direction: Direction = Direction.INBOUND) -> RequestInfo:
-    return RequestInfo(n, direction, SOURCE, DESTINATION, "GET", "http", "bb:8080", path)
+@pytest.fixture(scope="module")
+def mesh() -> Mesh:
+    return Mesh()
 
 
-def test_events_render_like_linkerd_tap_json() -> None:
-    info = request(3, path="/hello")
-    init, response, end = (
-        TapEvent(info, RequestInit()),
-        TapEvent(info, ResponseInit(403, 0.0015)),
-        TapEvent(info, RequestEnd(1.25, 0.5, 17)),
+def _tls(credentials: TlsCredentials | None, mesh: Mesh) -> ssl.SSLContext:
+    if credentials is not None:
+        return client_context(credentials)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.load_verify_locations(cadata=mesh.anchors_pem().decode())
+    return context
+
+
+async def _tap_lines(
+    port: int, credentials: TlsCredentials, query: str, trigger: Callable[[], Awaitable[None]]
+) -> list[dict[str, object]]:
+    lines: list[dict[str, object]] = []
+    url = f"https://{LOOPBACK}:{port}/tap?{query}"
+    async with (
+        httpx.AsyncClient(verify=client_context(credentials), timeout=WAIT) as tap,
+        tap.stream("GET", url, extensions={"sni_hostname": SERVER_ID}) as stream,
+    ):
+        assert stream.status_code == 200
+        await trigger()
+        async for line in stream.aiter_lines():
+            if line:
+                lines.append(json.loads(line))
+    return lines
+
+
+async def test_an_allowed_identity_gets_request_and_response_events(mesh: Mesh) -> None:
+    """CONF-38 over SEC-2: the allowed identity sees each response's HTTP status."""
+    async with running(mesh, tap_identities=(TAP_ID,)) as pair:
+
+        async def request() -> None:
+            await wait_until(lambda: pair.server.tap.active)
+            async with pair.http() as http:
+                assert (await http.get("/tapped")).status_code == 200
+
+        lines = await _tap_lines(
+            pair.server.tap_port, mesh.credentials(TAP_ID), "limit=3&direction=inbound", request
+        )
+    kinds = [next(k for k in line if k.endswith("Event")) for line in lines]
+    assert kinds == ["requestInitEvent", "responseInitEvent", "responseEndEvent"]
+    assert lines[0]["proxyDirection"] == "INBOUND"
+    assert lines[0]["requestInitEvent"]["path"] == "/tapped"  # type: ignore[index]
+    assert lines[1]["responseInitEvent"]["httpStatus"] == 200  # type: ignore[index]
+    assert lines[0]["source"]["metadata"]["client_id"] == CLIENT_ID  # type: ignore[index]
+
+
+async def _answer(port: int, context: ssl.SSLContext | None) -> bytes:
+    """Everything the tap port sends back to one ``GET /tap`` (TLS when ``context``)."""
+    reader, writer = await asyncio.open_connection(
+        LOOPBACK, port, ssl=context, server_hostname=SERVER_ID if context else None
     )
-    first = json.loads(init.to_line())
-    assert first["proxyDirection"] == "INBOUND"
-    assert first["source"] == {"ip": "10.42.0.7", "port": 51234, "metadata": dict(SOURCE.metadata)}
-    assert first["requestInitEvent"]["path"] == "/hello"
-    assert first["requestInitEvent"]["id"] == {"base": 0, "stream": 3}
-    second = json.loads(response.to_line())
-    assert second["responseInitEvent"]["httpStatus"] == 403
-    assert second["responseInitEvent"]["sinceRequestInit"] == {"seconds": 0, "nanos": 1500000}
-    third = json.loads(end.to_line())
-    assert third["responseEndEvent"]["responseBytes"] == 17
-    assert third["responseEndEvent"]["sinceRequestInit"] == {"seconds": 1, "nanos": 250000000}
-    assert init.to_line().endswith("\n")
-    assert init.to_line().count("\n") == 1
+    try:
+        writer.write(b"GET /tap HTTP/1.1\r\nhost: tap\r\n\r\n")
+        await writer.drain()
+        async with asyncio.timeout(WAIT):
+            return await reader.read()
+    except (ConnectionError, ssl.SSLError):
+        return b""
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionError, ssl.SSLError):
+            await writer.wait_closed()
 
 
-def test_subscriptions_get_matching_events_only() -> None:
-    hub = TapHub()
-    assert not hub.active
-    wanted = hub.subscribe(TapMatch(path_prefix="/api", direction=Direction.INBOUND))
-    everything = hub.subscribe()
-    assert hub.active
-    hub.publish(TapEvent(request(1, path="/api/x"), RequestInit()))
-    hub.publish(TapEvent(request(2, path="/other"), RequestInit()))
-    hub.publish(TapEvent(request(3, path="/api/y", direction=Direction.OUTBOUND), RequestInit()))
-    assert [e.request.id for e in wanted.drain()] == [1]
-    assert [e.request.id for e in everything.drain()] == [1, 2, 3]
-    assert wanted.drain() == []
+@pytest.mark.parametrize("who", ["no certificate", "plaintext", "not allowed", "other anchor"])
+async def test_others_get_nothing(mesh: Mesh, who: str) -> None:
+    other = Mesh()
+    contexts = {
+        "no certificate": _tls(None, mesh),
+        "plaintext": None,
+        "not allowed": _tls(mesh.credentials(CLIENT_ID), mesh),
+        "other anchor": _tls(other.credentials(TAP_ID, trust=mesh), mesh),
+    }
+    async with running(mesh, tap_identities=(TAP_ID,)) as pair:
+        try:
+            answer = await _answer(pair.server.tap_port, contexts[who])
+        except ssl.SSLError:
+            answer = b""
+        assert not pair.server.tap.active
+        refused = pair.server.tap_server.refused if pair.server.tap_server else 0
+    assert answer == b"", f"{who}: the tap port answered {answer[:200]!r}"
+    assert refused == 1
 
 
-def test_slow_subscribers_drop_and_count() -> None:
-    hub = TapHub()
-    notified: list[int] = []
-    slow = hub.subscribe(capacity=2, notify=lambda: notified.append(1))
-    for n in range(5):
-        hub.publish(TapEvent(request(n), RequestInit()))
-    assert len(slow) == 2
-    assert slow.dropped == 3
-    assert len(notified) == 2
-    hub.unsubscribe(slow)
-    assert hub.dropped == 3
-    assert not hub.active
-    hub.publish(TapEvent(request(9), RequestInit()))
-    assert [e.request.id for e in slow.drain()] == [0, 1]
+async def test_without_allowed_identities_the_tap_port_is_not_served(mesh: Mesh) -> None:
+    async with running(mesh) as pair:
+        assert pair.server.tap_server is None
+        with pytest.raises(KeyError):
+            _ = pair.server.tap_port
+
+
+def test_tap_queries_parse_and_bad_ones_are_refused() -> None:
+    match, limit = tap_match("direction=outbound&authority=a.b&path=/x&method=GET&limit=5")
+    assert (match.direction, match.authority, match.path_prefix, match.method, limit) == (
+        Direction.OUTBOUND, "a.b", "/x", "GET", 5,
+    )  # fmt: skip
+    for bad in ("limit=0", "limit=x", "direction=sideways"):
+        with pytest.raises(ValueError, match=r"limit|direction"):
+            tap_match(bad)
+
+
+def test_the_allowed_identities_come_from_the_environment() -> None:
+    base = {"LINKERD2_PROXY_IDENTITY_DISABLED": "1"}
+    other = identity("other", "ns")
+    config = load({**base, "LINKERD2_PROXY_TAP_SVC_NAME": f"{TAP_ID}, {TAP_ID},{other}"})
+    assert config.tap_identities == (TAP_ID, other)
+    assert config.proxy_config().tap_identities == (), "without identity there is no mTLS tap"

@@ -14,7 +14,7 @@ import socket
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import grpc
@@ -22,12 +22,15 @@ import httpx
 from grpc import aio
 
 from mesh.identity import Credentials, TokenReview
+from mesh.identity.bootstrap import self_issued
+from mesh.identity.channels import ServingCertificate, control_channel
 from mesh.identity.issuing import IssuingPolicy
 from mesh.identity.service import IdentityServer, IdentityServicer, ServerSettings
 from mesh.proto import destination_pb2 as dpb
 from mesh.proto import destination_pb2_grpc as dpb_grpc
 from mesh.proto import inbound_pb2 as ipb
 from mesh.proto import inbound_pb2_grpc as ipb_grpc
+from mesh.proxy.runtime import CHANNEL_OPTIONS
 from tests.proxy.proxy_support import LOOPBACK, TRUST_DOMAIN, Mesh
 
 WAIT = 10.0
@@ -73,11 +76,47 @@ class FakeReviewer:
         return TokenReview(True, f"system:serviceaccount:{self.namespace}:{sa}", (audience,))
 
 
+IDENTITY_SVC_NAME = f"linkerd-identity.linkerd.serviceaccount.identity.linkerd.{TRUST_DOMAIN}"
+DESTINATION_SVC_NAME = f"linkerd-destination.linkerd.serviceaccount.identity.linkerd.{TRUST_DOMAIN}"
+
+
+def serving(
+    mesh: Mesh, name: str, *, require_client_auth: bool, trust: Mesh | None = None
+) -> ServingCertificate:
+    """Serving credentials for ``name`` signed by ``mesh``'s issuer, trusting ``trust``'s anchor."""
+    assert mesh.issuer is not None
+    issued = self_issued(mesh.issuer, name, now=datetime.now(UTC))
+    certificate = ServingCertificate(
+        (trust or mesh).anchors_pem(), require_client_auth=require_client_auth
+    )
+    certificate.install(issued.key_pem, issued.chain_pem)
+    return certificate
+
+
+def control_plane_tls(mesh: Mesh) -> ServingCertificate:
+    """What destination and policy serve with: mTLS as ``DESTINATION_SVC_NAME``."""
+    return serving(mesh, DESTINATION_SVC_NAME, require_client_auth=True)
+
+
+def identity_channel(mesh: Mesh, port: int, name: str = IDENTITY_SVC_NAME) -> aio.Channel:
+    """A proxy's channel to an identity service on loopback: TLS checking ``name``."""
+    return control_channel(f"{LOOPBACK}:{port}", name, mesh.anchors_pem(), options=CHANNEL_OPTIONS)
+
+
 @contextlib.asynccontextmanager
 async def identity_service(
-    mesh: Mesh, *, lifetime: timedelta = timedelta(hours=1), port: int = 0
+    mesh: Mesh,
+    *,
+    lifetime: timedelta = timedelta(hours=1),
+    port: int = 0,
+    name: str = IDENTITY_SVC_NAME,
+    signer: Mesh | None = None,
 ) -> AsyncIterator[int]:
-    """The real identity service on loopback; yields its port."""
+    """The real identity service on loopback, serving TLS as ``name``; yields its port.
+
+    It certifies with ``mesh``'s issuer; its own certificate is signed by
+    ``signer``'s (default: the same), so a test can stand up an impostor.
+    """
     assert mesh.issuer is not None
     servicer = IdentityServicer(
         IssuingPolicy(trust_domain=TRUST_DOMAIN),
@@ -86,7 +125,8 @@ async def identity_service(
         lifetime=lifetime,
     )
     server = IdentityServer(servicer, ServerSettings(shutdown_grace=0))
-    bound = await server.start(f"{LOOPBACK}:{port}")
+    tls = serving(signer or mesh, name, require_client_auth=False)
+    bound = await server.start(f"{LOOPBACK}:{port}", tls.credentials())
     try:
         yield bound
     finally:
@@ -172,8 +212,11 @@ class FakePolicy(ipb_grpc.InboundServerPoliciesServicer):
 class GrpcServer:
     """A gRPC server on a fixed loopback port that can be stopped (killed) and started again."""
 
-    def __init__(self, *register: Callable[[aio.Server], None]) -> None:
+    def __init__(
+        self, *register: Callable[[aio.Server], None], tls: ServingCertificate | None = None
+    ) -> None:
         self._register = register
+        self._tls = tls
         self.port = free_port()
         self._server: aio.Server | None = None
 
@@ -181,7 +224,12 @@ class GrpcServer:
         server = aio.server()
         for add in self._register:
             add(server)
-        if server.add_insecure_port(f"{LOOPBACK}:{self.port}") == 0:
+        address = f"{LOOPBACK}:{self.port}"
+        if self._tls is not None:
+            port = server.add_secure_port(address, self._tls.credentials())
+        else:
+            port = server.add_insecure_port(address)
+        if port == 0:
             raise OSError(f"cannot listen on {LOOPBACK}:{self.port}")
         await server.start()
         self._server = server
@@ -199,12 +247,16 @@ class GrpcServer:
         await self.stop()
 
 
-def destination_server(fake: FakeDestination) -> GrpcServer:
-    return GrpcServer(lambda s: dpb_grpc.add_DestinationServicer_to_server(fake, s))
+def destination_server(fake: FakeDestination, tls: ServingCertificate | None = None) -> GrpcServer:
+    """The fake on loopback: plaintext, or (m)TLS with ``tls``."""
+    return GrpcServer(lambda s: dpb_grpc.add_DestinationServicer_to_server(fake, s), tls=tls)
 
 
-def policy_server(fake: FakePolicy) -> GrpcServer:
-    return GrpcServer(lambda s: ipb_grpc.add_InboundServerPoliciesServicer_to_server(fake, s))
+def policy_server(fake: FakePolicy, tls: ServingCertificate | None = None) -> GrpcServer:
+    """The fake on loopback: plaintext, or (m)TLS with ``tls``."""
+    return GrpcServer(
+        lambda s: ipb_grpc.add_InboundServerPoliciesServicer_to_server(fake, s), tls=tls
+    )
 
 
 def weighted(
@@ -249,16 +301,16 @@ def proxy_env(
         "LINKERD2_PROXY_IDENTITY_TRUST_ANCHORS": mesh.anchors_pem().decode(),
         "LINKERD2_PROXY_IDENTITY_TOKEN_FILE": str(token),
         "LINKERD2_PROXY_IDENTITY_SVC_ADDR": f"{LOOPBACK}:{identity_port}",
-        "LINKERD2_PROXY_IDENTITY_SVC_NAME": (
-            f"linkerd-identity.linkerd.serviceaccount.identity.linkerd.{TRUST_DOMAIN}"
-        ),
+        "LINKERD2_PROXY_IDENTITY_SVC_NAME": IDENTITY_SVC_NAME,
     }
     if destination_port is not None:
         env["LINKERD2_PROXY_DESTINATION_SVC_ADDR"] = f"{LOOPBACK}:{destination_port}"
+        env["LINKERD2_PROXY_DESTINATION_SVC_NAME"] = DESTINATION_SVC_NAME
         env["LINKERD2_PROXY_DESTINATION_CONTEXT"] = '{"ns":"demo", "nodeName":"n", "pod":"p"}'
         env["LINKERD2_PROXY_DESTINATION_PROFILE_SUFFIXES"] = "svc.cluster.local."
     if policy_port is not None:
         env["LINKERD2_PROXY_POLICY_SVC_ADDR"] = f"{LOOPBACK}:{policy_port}"
+        env["LINKERD2_PROXY_POLICY_SVC_NAME"] = DESTINATION_SVC_NAME
         env["LINKERD2_PROXY_POLICY_WORKLOAD"] = f'{{"ns":"demo", "pod":"{name}-0"}}'
     env.update(extra)
     return env

@@ -50,6 +50,7 @@ from tests.proxy_runtime.runtime_support import (
     GrpcServer,
     add,
     admin_get,
+    control_plane_tls,
     destination_server,
     free_port,
     identity_service,
@@ -111,8 +112,8 @@ async def world(
     try:
         async with (
             identity_service(mesh, lifetime=lifetime) as identity_port,
-            destination_server(destination) as dst,
-            policy_server(policies) as pol,
+            destination_server(destination, control_plane_tls(mesh)) as dst,
+            policy_server(policies, control_plane_tls(mesh)) as pol,
         ):
             server_env = proxy_env(
                 mesh,

@@ -15,7 +15,6 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
-from grpc import aio
 
 from mesh.identity import Accepted, issue, parse
 from mesh.proxy.backoff import Backoff, BackoffSettings
@@ -28,11 +27,11 @@ from mesh.proxy.identity_client import (
     csr_for,
     verify_certified,
 )
-from mesh.proxy.runtime import CHANNEL_OPTIONS
 from mesh.proxy.tls import TlsCredentials, TlsStore
 from tests.proxy.proxy_support import LOOPBACK, Mesh, identity
 from tests.proxy_runtime.runtime_support import (
     free_port,
+    identity_channel,
     identity_service,
     token_file,
     wait_until,
@@ -195,7 +194,7 @@ async def test_the_proxy_gets_a_certificate_for_its_identity(mesh: Mesh, tmp_pat
     installed: list[TlsCredentials] = []
     async with (
         identity_service(mesh) as port,
-        aio.insecure_channel(f"{LOOPBACK}:{port}", options=CHANNEL_OPTIONS) as ch,
+        identity_channel(mesh, port) as ch,
     ):
         client = IdentityClient(
             settings(mesh, token_file(tmp_path, "web"), port), ch, on_certified=installed.append
@@ -219,7 +218,7 @@ async def test_a_token_of_another_account_is_refused_and_retried(
     installed: list[TlsCredentials] = []
     async with (
         identity_service(mesh) as port,
-        aio.insecure_channel(f"{LOOPBACK}:{port}", options=CHANNEL_OPTIONS) as ch,
+        identity_channel(mesh, port) as ch,
     ):
         client = IdentityClient(
             settings(mesh, token_file(tmp_path, "db"), port),
@@ -239,7 +238,7 @@ async def test_a_token_of_another_account_is_refused_and_retried(
 
 
 async def test_an_unreadable_token_is_reported(mesh: Mesh, tmp_path: Path) -> None:
-    async with aio.insecure_channel(f"{LOOPBACK}:{free_port()}", options=CHANNEL_OPTIONS) as ch:
+    async with identity_channel(mesh, free_port()) as ch:
         client = IdentityClient(
             settings(mesh, tmp_path / "missing", 1), ch, on_certified=lambda c: None
         )
@@ -259,7 +258,7 @@ async def test_the_client_waits_for_the_service_then_renews(mesh: Mesh, tmp_path
         reads.append(path)
         return path.read_bytes()
 
-    async with aio.insecure_channel(f"{LOOPBACK}:{port}", options=CHANNEL_OPTIONS) as ch:
+    async with identity_channel(mesh, port) as ch:
         client = IdentityClient(
             settings(mesh, token, port),
             ch,
@@ -297,7 +296,7 @@ async def test_a_certificate_that_cannot_be_installed_is_retried(
 
     async with (
         identity_service(mesh) as port,
-        aio.insecure_channel(f"{LOOPBACK}:{port}", options=CHANNEL_OPTIONS) as ch,
+        identity_channel(mesh, port) as ch,
     ):
         client = IdentityClient(
             settings(mesh, token_file(tmp_path, "web"), port), ch, on_certified=refuse, policy=FAST

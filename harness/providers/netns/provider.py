@@ -238,6 +238,7 @@ class NetnsProvider:
                 f"{names.pod_prefix}{node.veth.rsplit('n', 1)[1]}",
                 "--bin-dir",
                 str(Path(sys.executable).parent),
+                *[f"--upstream-dir={n}={d}" for n, d in plane.bins.image_dirs().items()],
             ],
         )
         self.progress(f"{spec.name}: kube-proxy and kubelet stand-in started on {node_name}")

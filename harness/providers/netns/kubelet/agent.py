@@ -19,9 +19,11 @@ from lightkube import ApiError
 from lightkube.config.kubeconfig import KubeConfig
 
 from harness.providers.netns.kubelet.api import LightkubeApi
+from harness.providers.netns.kubelet.cgroups import CgroupV2
 from harness.providers.netns.kubelet.config import KubeletConfig
 from harness.providers.netns.kubelet.context import IpamStore, NodeContext
 from harness.providers.netns.kubelet.events import EventRecorder
+from harness.providers.netns.kubelet.imagefs import materialise
 from harness.providers.netns.kubelet.kobjects import Pod, pod_key
 from harness.providers.netns.kubelet.logserver import LogServer
 from harness.providers.netns.kubelet.naming import pod_netns, uid_prefix_of_netns
@@ -100,7 +102,13 @@ class Kubelet:
             IpamStore(cfg.state_dir, cidr),
             SandboxRecords(cfg.state_dir),
             Prober(self.sockets),
+            images=materialise(cfg.state_dir, cfg.bin_dir, cfg.upstream_dirs),
         )
+        self.ctx.cgroups, self.ctx.cgroups_problem = CgroupV2.detect(cfg.node_name)
+        if self.ctx.cgroups is None:
+            log.warning(
+                "containers' cpu/memory limits will not be enforced: %s", self.ctx.cgroups_problem
+            )
         self.logs = LogServer(
             self.sockets,
             cfg.node_ip,
@@ -108,6 +116,7 @@ class Kubelet:
             cfg.state_dir / "pki",
             cfg.node_name,
             self.find_worker,
+            cfg.timings,
         )
         try:
             await self.logs.start()

@@ -42,6 +42,14 @@ class KubeletTimings:
     shutdown_grace: float = 5.0
     #: a postStart hook that has not finished by then counts as failed.
     post_start_timeout: float = 120.0
+    #: exec/attach: the client must open every stream it asked for within this time.
+    stream_creation: float = 30.0
+    #: after an exec'd command exits, its remaining output is forwarded for this long.
+    exec_drain: float = 2.0
+    #: ``logs -f`` and attach look for new output this often.
+    log_follow_poll: float = 0.25
+    #: port-forward: connecting to the pod's port gives up after this long.
+    port_forward_dial: float = 10.0
     backoff: BackoffPolicy = field(default_factory=BackoffPolicy)
 
 
@@ -60,6 +68,8 @@ class KubeletConfig:
     python: str = sys.executable
     log_port: int = 10250
     etc_netns: Path = Path("/etc/netns")
+    #: built upstream components whose images this node runs (name -> directory).
+    upstream_dirs: dict[str, Path] = field(default_factory=dict)
     timings: KubeletTimings = field(default_factory=KubeletTimings)
 
     @property
@@ -84,7 +94,20 @@ def parse_args(argv: list[str] | None = None) -> KubeletConfig:
     p.add_argument("--netns-prefix", required=True)
     p.add_argument("--bin-dir", type=Path, default=Path(sys.executable).parent)
     p.add_argument("--log-port", type=int, default=10250)
+    p.add_argument(
+        "--upstream-dir",
+        action="append",
+        default=[],
+        metavar="NAME=DIR",
+        help="a built upstream component an image runs (e.g. podinfo=~/.cache/isthmus/...)",
+    )
     a = p.parse_args(argv)
+    upstream: dict[str, Path] = {}
+    for item in a.upstream_dir:
+        name, sep, directory = item.partition("=")
+        if not sep or not name or not directory:
+            p.error(f"--upstream-dir wants NAME=DIR, got {item!r}")
+        upstream[name] = Path(directory)
     return KubeletConfig(
         kubeconfig=a.kubeconfig,
         node_name=a.node_name,
@@ -97,4 +120,5 @@ def parse_args(argv: list[str] | None = None) -> KubeletConfig:
         netns_prefix=a.netns_prefix,
         bin_dir=a.bin_dir,
         log_port=a.log_port,
+        upstream_dirs=upstream,
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import subprocess
@@ -21,6 +22,7 @@ from harness.providers.netns.kubelet import launch
 from harness.providers.netns.kubelet.launch import LaunchSpec
 
 LAUNCHER = Path(launch.__file__)
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -77,8 +79,12 @@ async def start_container(
     spec_path: Path,
     log_path: Path,
     setup_timeout: float = 15.0,
+    cgroup: Path | None = None,
 ) -> ContainerProcess:
-    """Start the container process; return once its namespaces are set up (or it died)."""
+    """Start the container process; return once its namespaces are set up (or it died).
+
+    With ``cgroup``, the process is moved into it before it runs the program.
+    """
     log_fd = _prepare(spec, spec_path, log_path)
     ready_r, ready_w = os.pipe()
     try:
@@ -93,6 +99,11 @@ async def start_container(
     finally:
         os.close(log_fd)
         os.close(ready_w)
+    if cgroup is not None:
+        try:
+            (cgroup / "cgroup.procs").write_text(str(proc.pid))
+        except OSError as e:
+            log.warning("container pid %d not moved into %s: %s", proc.pid, cgroup, e)
     await _wait_ready(ready_r, setup_timeout)
     return ContainerProcess(proc=proc, started_at=time.time(), log_path=log_path)
 

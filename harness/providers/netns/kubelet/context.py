@@ -8,9 +8,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.providers.netns.kubelet.api import ApiUnavailable, KubeApi
+from harness.providers.netns.kubelet.cgroups import CgroupV2
 from harness.providers.netns.kubelet.config import KubeletConfig
 from harness.providers.netns.kubelet.envvars import service_env
 from harness.providers.netns.kubelet.events import EventRecorder
+from harness.providers.netns.kubelet.images import ImageRoots
 from harness.providers.netns.kubelet.ipam import Ipam
 from harness.providers.netns.kubelet.probes import Prober
 from harness.providers.netns.kubelet.sandbox import SandboxRecords
@@ -50,6 +52,12 @@ class NodeContext:
     ipam: IpamStore
     records: SandboxRecords
     prober: Prober
+    #: the cgroup v2 manager for containers' limits (None: limits are not enforced)
+    cgroups: CgroupV2 | None = None
+    #: why ``cgroups`` is None
+    cgroups_problem: str = "cgroup v2 not probed"
+    #: where image sources are (catalogue); None: the project's images only.
+    images: ImageRoots | None = None
     _service_env: dict[str, str] = field(default_factory=dict)
     _service_env_at: float = 0.0
 

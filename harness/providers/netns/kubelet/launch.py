@@ -15,6 +15,8 @@ Rules:
 - A non-root container must be able to reach its program and interpreter even when
   they live under a directory closed to others (``/root/.pyenv``): such a directory
   is overlaid with an upper root that others may traverse, again only in here.
+- A "fresh" mount's source is created (mode 1777, like /tmp) before it is bound: the
+  writable layer an image gave its program (logs, pid and temp files).
 - Volume sources are opened before any overlay is mounted, so a source that lives
   under an overlaid directory still binds the real directory.
 - Standard library only: this runs once per container start and must start fast.
@@ -51,7 +53,8 @@ class Mount:
     source: str
     target: str
     readonly: bool = True
-    kind: str = "dir"  # "dir" | "file"
+    #: "dir" | "file" | "fresh" (a writable dir the launcher creates, open to every user)
+    kind: str = "dir"
 
 
 @dataclass(frozen=True)
@@ -235,7 +238,7 @@ class _Mounter:
         self.overlays.append(directory)
 
     def bind(self, fd: int, mount: Mount) -> None:
-        target = self.ensure(mount.target, mount.kind)
+        target = self.ensure(mount.target, "file" if mount.kind == "file" else "dir")
         _mount(f"/proc/self/fd/{fd}", target, None, MS_BIND | MS_REC)
         if mount.readonly:
             _mount(None, target, None, MS_REMOUNT | MS_BIND | MS_RDONLY)
@@ -270,6 +273,10 @@ def setup(spec: LaunchSpec) -> None:
     _mount(None, "/", None, MS_REC | MS_PRIVATE)
     if spec.hostname:
         _sethostname(spec.hostname)
+    for m in spec.mounts:
+        if m.kind == "fresh":
+            os.makedirs(m.source, exist_ok=True)
+            os.chmod(m.source, 0o1777)
     fds = [os.open(m.source, os.O_PATH | os.O_CLOEXEC) for m in spec.mounts]
     mounter = _Mounter(spec.scratch)
     if _needs_root_overlay(spec):

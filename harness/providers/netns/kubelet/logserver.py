@@ -1,9 +1,11 @@
-"""The kubelet's HTTPS endpoint on ``<node IP>:10250``: container logs for the API server.
+"""The kubelet's HTTPS endpoint on ``<node IP>:10250``: what the API server proxies to.
 
 Serves ``GET /containerLogs/{namespace}/{pod}/{container}`` with ``tailLines``,
-``previous``, ``follow`` and ``limitBytes``, so ``kubectl logs`` works through the
-API server, plus ``/healthz``. The certificate is self-signed (the API server is not
-told to verify kubelets); the socket lives in the node's network namespace.
+``previous``, ``follow`` and ``limitBytes`` (``kubectl logs``), the SPDY/3.1 upgrades
+of ``/exec``, ``/attach`` and ``/portForward`` (``kubectl exec/attach/port-forward``,
+see :mod:`.streamserver`), plus ``/healthz``. The certificate is self-signed (the API
+server is not told to verify kubelets); the socket lives in the node's network
+namespace. Errors before an upgrade are plain-text HTTP replies, as kubelet's.
 """
 
 from __future__ import annotations
@@ -24,12 +26,38 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from harness.providers.netns.kubelet.config import KubeletTimings
 from harness.providers.netns.kubelet.nsnet import NetnsSockets
+from harness.providers.netns.kubelet.runtime import ContainerRuntime
+from harness.providers.netns.kubelet.spdyconn import SpdyConnection
+from harness.providers.netns.kubelet.streaming import (
+    PORT_FORWARD_PROTOCOLS,
+    REMOTE_COMMAND_PROTOCOLS,
+    BadRequest,
+    StreamRequest,
+    negotiate,
+    parse_request,
+)
+from harness.providers.netns.kubelet.streamserver import (
+    AttachSession,
+    ExecSession,
+    collect_streams,
+    port_forward,
+    read_from,
+)
 from harness.providers.netns.kubelet.worker import PodWorker
 
 log = logging.getLogger(__name__)
 
-FOLLOW_POLL = 0.25
+REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    500: "Internal Server Error",
+}
+STREAM_ENDPOINTS = ("exec", "attach", "portForward")
 
 
 def ensure_certificate(directory: Path, node_name: str, node_ip: str) -> tuple[Path, Path]:
@@ -78,12 +106,6 @@ def tail(data: bytes, lines: int | None, limit: int | None) -> bytes:
     return data
 
 
-def _read_from(path: Path, offset: int) -> bytes:
-    with open(path, "rb") as f:
-        f.seek(offset)
-        return f.read()
-
-
 class LogServer:
     def __init__(
         self,
@@ -93,7 +115,9 @@ class LogServer:
         cert_dir: Path,
         node_name: str,
         lookup: Callable[[str, str], PodWorker | None],
+        timings: KubeletTimings | None = None,
     ) -> None:
+        self.timings = timings or KubeletTimings()
         self.sockets = sockets
         self.host, self.port = host, port
         self.cert_dir = cert_dir
@@ -121,13 +145,23 @@ class LogServer:
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             request = await asyncio.wait_for(reader.readline(), 10)
-            while (await asyncio.wait_for(reader.readline(), 10)) not in (b"\r\n", b"\n", b""):
-                pass
+            headers: dict[str, list[str]] = {}
+            while (line := await asyncio.wait_for(reader.readline(), 10)) not in (
+                b"\r\n",
+                b"\n",
+                b"",
+            ):
+                name, _, value = line.decode("latin-1").partition(":")
+                headers.setdefault(name.strip().lower(), []).append(value.strip())
             parts = request.decode("latin-1").split()
+            url = urlsplit(parts[1]) if len(parts) >= 2 else urlsplit("/")
+            endpoint = url.path.strip("/").split("/")[0]
+            if len(parts) >= 2 and endpoint in STREAM_ENDPOINTS and parts[0] in ("GET", "POST"):
+                await self._stream(reader, writer, parts[1], headers)
+                return
             if len(parts) < 2 or parts[0] != "GET":
                 await self._reply(writer, 405, b"only GET\n")
                 return
-            url = urlsplit(parts[1])
             if url.path == "/healthz":
                 await self._reply(writer, 200, b"ok")
                 return
@@ -144,9 +178,7 @@ class LogServer:
                 await writer.wait_closed()
 
     async def _reply(self, writer: asyncio.StreamWriter, code: int, body: bytes) -> None:
-        reason = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed"}.get(
-            code, "Error"
-        )
+        reason = REASONS.get(code, "Error")
         writer.write(
             f"HTTP/1.1 {code} {reason}\r\nContent-Type: text/plain\r\n"
             f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
@@ -197,8 +229,8 @@ class LogServer:
         if flag("follow") and not previous and rt is not None:
             instance = rt.restart_count
             while True:
-                await asyncio.sleep(FOLLOW_POLL)
-                more = _read_from(path, offset)
+                await asyncio.sleep(self.timings.log_follow_poll)
+                more = read_from(path, offset)
                 offset += len(more)
                 if more:
                     self._chunk(writer, more)
@@ -213,3 +245,89 @@ class LogServer:
     def _chunk(writer: asyncio.StreamWriter, data: bytes) -> None:
         if data:
             writer.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+
+    # -- streaming ------------------------------------------------------------------
+
+    async def _stream(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        target: str,
+        headers: dict[str, list[str]],
+    ) -> None:
+        """Check the request, upgrade to SPDY/3.1 and run the session."""
+        try:
+            req = parse_request(target)
+        except BadRequest as e:
+            await self._reply(writer, 400, f"{e}\n".encode())
+            return
+        upgrade = ",".join(headers.get("upgrade", [])).lower()
+        if "spdy/3.1" not in upgrade:
+            await self._reply(
+                writer, 400, b"this kubelet streams over SPDY/3.1 only (Upgrade: SPDY/3.1)\n"
+            )
+            return
+        supported = (
+            PORT_FORWARD_PROTOCOLS if req.kind == "portForward" else REMOTE_COMMAND_PROTOCOLS
+        )
+        offered = headers.get("x-stream-protocol-version", [])
+        protocol = negotiate(offered, supported)
+        if protocol is None:
+            message = (
+                f"unable to upgrade: unable to negotiate protocol: client supports {offered}, "
+                f"server supports {list(supported)}\n"
+            )
+            await self._reply(writer, 403, message.encode())
+            return
+        worker = self.lookup(req.namespace, req.pod)
+        if worker is None or worker.sandbox is None:
+            await self._reply(writer, 404, f"pod {req.namespace}/{req.pod} not found\n".encode())
+            return
+        rt = None
+        if req.kind != "portForward":
+            rt = worker.container(req.container)
+            running = rt is not None and rt.process is not None and rt.process.running
+            if rt is None or not running or rt.exec_ctx is None:
+                message = f'container "{req.container}" in pod "{req.pod}" is not running\n'
+                await self._reply(writer, 400 if rt is not None else 404, message.encode())
+                return
+        lines = ["HTTP/1.1 101 Switching Protocols", "Connection: Upgrade", "Upgrade: SPDY/3.1"]
+        if protocol:
+            lines.append(f"X-Stream-Protocol-Version: {protocol}")
+        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+        await writer.drain()
+        conn = SpdyConnection(reader, writer)
+        conn.start()
+        try:
+            await self._session(conn, req, protocol, worker, rt)
+        finally:
+            await conn.close()
+
+    async def _session(
+        self,
+        conn: SpdyConnection,
+        req: StreamRequest,
+        protocol: str,
+        worker: PodWorker,
+        rt: ContainerRuntime | None,
+    ) -> None:
+        assert worker.sandbox is not None
+        if req.kind == "portForward":
+            netns = Path("/run/netns") / worker.sandbox.netns
+            label = f"{req.pod}_{req.namespace}"
+            await port_forward(conn, netns, label, worker.uid, self.timings)
+            return
+        assert rt is not None
+        assert rt.exec_ctx is not None
+        channels = await collect_streams(conn, req, protocol, self.timings.stream_creation)
+        if channels is None:
+            return
+        if req.kind == "exec":
+            await ExecSession(
+                conn, channels, rt, rt.exec_ctx, req, self.timings, worker.ctx.cgroups
+            ).run()
+            return
+        log_path = worker.log_file(req.container, previous=False)
+        if log_path is None:
+            return
+        await AttachSession(conn, channels, rt, log_path, self.timings).run()

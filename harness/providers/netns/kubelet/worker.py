@@ -29,6 +29,7 @@ from harness.providers.netns.kubelet.backoff import (
     init_restart_policy,
     should_restart,
 )
+from harness.providers.netns.kubelet.cgroups import NOT_ENFORCED_REASON, place
 from harness.providers.netns.kubelet.containers import ContainerProcess, start_container
 from harness.providers.netns.kubelet.context import NodeContext
 from harness.providers.netns.kubelet.envvars import EnvInputs, MissingReference, resolve_env
@@ -217,6 +218,8 @@ class PodWorker:
             await self._stop_containers(self.init, max(1.0, deadline - time.monotonic()))
             await self._cancel_tasks()
             await self._teardown()
+            if self.ctx.cgroups is not None:
+                self.ctx.cgroups.remove(self.uid)
             shutil.rmtree(self.dir, ignore_errors=True)
             if delete:
                 await self._delete_from_api()
@@ -373,6 +376,7 @@ class PodWorker:
                 node_name=self.cfg.node_name,
                 is_executable=_is_executable,
                 interpreter=self.cfg.python,
+                roots=self.ctx.images,
             )
         except ImageNotRunnable as e:
             rt.unrunnable = True
@@ -389,6 +393,10 @@ class PodWorker:
             log.warning("%s/%s: cannot start %s yet: %s", self.namespace, self.name, rt.name, e)
             return None
         image = rt.spec.get("image", "")
+        ctx = self.ctx
+        placed = place(ctx.cgroups, ctx.cgroups_problem, self.uid, rt.spec, rt.restart_count)
+        if placed.warning and rt.restart_count == 0:
+            self._emit(WARNING, NOT_ENFORCED_REASON, placed.warning, rt)
         self._emit(NORMAL, "Pulled", f'Container image "{image}" already present on machine', rt)
         proc = await start_container(
             self.cfg.python,
@@ -396,6 +404,7 @@ class PodWorker:
             launch,
             self.dir / "specs" / f"{rt.name}-{rt.restart_count}.json",
             log_path(self.cfg.state_dir, self.uid, rt.name, rt.restart_count),
+            cgroup=placed.cgroup,
         )
         self._emit(NORMAL, "Created", f"Created container: {rt.name}", rt)
         self._emit(NORMAL, "Started", f"Started container {rt.name}", rt)
@@ -457,6 +466,8 @@ class PodWorker:
                 return None
             await asyncio.sleep(self.timings.volume_retry)
         code = await proc.wait()
+        if self.ctx.cgroups is not None:
+            self.ctx.cgroups.remove(self.uid, f"{rt.name}-{rt.restart_count}")
         if rt.probe_task is not None and rt.probe_task is not asyncio.current_task():
             rt.probe_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
