@@ -93,6 +93,23 @@ async def _ensure(client: AsyncClient, obj: Any) -> None:
             raise
 
 
+async def _fresh_namespace(client: AsyncClient, name: str) -> None:
+    """Create ``name``, first waiting out a deletion a previous run left in progress."""
+    deadline = time.monotonic() + SYNC_TIMEOUT
+    while time.monotonic() < deadline:
+        try:
+            await client.create(core_v1.Namespace(metadata=ObjectMeta(name=name)))
+            return
+        except ApiError as e:
+            if e.status.code != 409:
+                raise
+        ns = await client.get(core_v1.Namespace, name)
+        if ns.metadata is None or ns.metadata.deletionTimestamp is None:
+            return
+        await asyncio.sleep(POLL_INTERVAL)
+    raise SystemExit(f"bench: namespace {name} still terminating after {SYNC_TIMEOUT:.0f}s")
+
+
 async def prepare(source: AsyncClient, target: AsyncClient, server: str, ca: bytes) -> None:
     """What ``multicluster install`` and ``link`` would set up, reduced to what the mirror needs."""
     for obj in load_all_yaml(CRD.read_text()):
@@ -102,7 +119,7 @@ async def prepare(source: AsyncClient, target: AsyncClient, server: str, ca: byt
             raise SystemExit(f"applying {CRD}: {e}") from e
     for c in (source, target):
         await _ensure(c, core_v1.Namespace(metadata=ObjectMeta(name=MC_NS)))
-        await _ensure(c, core_v1.Namespace(metadata=ObjectMeta(name=BENCH_NS)))
+        await _fresh_namespace(c, BENCH_NS)
     await _ensure(target, core_v1.ServiceAccount(metadata=ObjectMeta(name=SA, namespace=MC_NS)))
     await _ensure(
         target,

@@ -313,3 +313,21 @@ async def test_a_failed_feed_stops_the_controller_instead_of_hanging() -> None:
     )
     with pytest.raises(RuntimeError, match="a namespace the converter cannot read"):
         await asyncio.wait_for(controller.run(), timeout=CONVERGE_TIMEOUT)
+
+
+def test_the_flags_multicluster_link_renders_parse() -> None:
+    """The flag contract with ``multicluster link``'s Deployment (issue 6 contract)."""
+    from mesh.multicluster.mirror.__main__ import _host_port, _parser
+
+    args = _parser().parse_args(
+        [
+            "--link-name=east",
+            "--namespace=linkerd-multicluster",
+            "--metrics-addr=0.0.0.0:9999",
+        ]
+    )
+    assert (args.link_name, args.namespace) == ("east", "linkerd-multicluster")
+    assert _host_port(args.metrics_addr) == ("0.0.0.0", 9999)
+    assert _parser().parse_args(["--link-name=east"]).namespace == "linkerd-multicluster"
+    with pytest.raises(SystemExit, match="is not host:port"):
+        _host_port("9999")
