@@ -260,14 +260,6 @@ def test_container_flags_parse_with_the_component(
     spec = injected["spec"]
     commands += [c["command"] for c in spec.get("initContainers", []) if c.get("command")]
     commands += [c["command"] for c in spec["containers"] if c.get("command")]
-    # the multicluster link's controller (image entrypoint ``isthmus``, flags in ``args``)
-    from mesh.multicluster.linking import LinkOptions, service_mirror_objects
-    from mesh.multicluster.values import McValues
-
-    for doc in service_mirror_objects(McValues(), LinkOptions(cluster_name="east")):
-        if doc["kind"] == "Deployment":
-            for container in doc["spec"]["template"]["spec"]["containers"]:
-                commands.append(["isthmus", *container["args"]])
     (command,) = [
         cmd for cmd in commands if cmd[:2] == ["isthmus", "component"] and cmd[2] == component
     ]
