@@ -5,7 +5,7 @@ py := ".venv/bin/python"
 run_id := `date +%Y%m%d-%H%M%S`
 
 # Lint, type-check, unit tests, then the e2e suites on the netns provider.
-test: lint typecheck unit e2e
+test: lint typecheck unit fuzz-short e2e
 
 # ruff and the import-linter contract (mesh never imports harness).
 lint:
@@ -20,6 +20,10 @@ typecheck:
 # Fast unit tests of the sans-IO cores.
 unit *args:
     {{py}} -m pytest tests -q -n 2 {{args}}
+
+# A short run of every fuzzer (SEC-6), about 50 s; longer runs: ./run bench fuzz.
+fuzz-short:
+    {{py}} -m fuzz all --seconds 6 --artifacts reports/fuzz
 
 # End-to-end suites on real clusters (netns provider), each topology brought up once:
 # two-flat runs everything; two-hierarchical the hierarchical substrate checks and the
@@ -43,9 +47,9 @@ matrix *args:
 up topology="two-flat":
     {{py}} -m harness clusters up {{topology}}
 
-# Tear down what `up` created.
-down:
-    {{py}} -m harness clusters down
+# Tear down what `up` created; `./run down --all` tears down every run's clusters.
+down *args:
+    {{py}} -m harness clusters down {{args}}
 
 # Format the code.
 fmt:

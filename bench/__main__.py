@@ -2,6 +2,7 @@
 
   python -m bench substrate           warm bring-up and teardown of two-flat, idle memory
   python -m bench cold-build          build every upstream binary from scratch (slow, once)
+  python -m bench fuzz                every fuzzer (SEC-6) for 10 minutes each, corpus kept
 
 Targets (what we aim for on a 2-core, 24 GB machine; printed next to each figure):
   warm bring-up of two-flat  <= 60 s      teardown <= 15 s
@@ -91,7 +92,14 @@ def main() -> None:
     s.add_argument("--settle", type=float, default=20, help="seconds idle before measuring")
     c = sub.add_parser("cold-build", help="build upstream binaries with empty caches")
     c.add_argument("--k8s-version", default=DEFAULT_VERSION)
+    f = sub.add_parser("fuzz", help="a long run of every fuzzer (python -m fuzz)")
+    f.add_argument("--seconds", type=int, default=600, help="per target")
+    f.add_argument("--corpus", type=Path, default=Path("reports/fuzz-corpus"))
     args = parser.parse_args()
+    if args.cmd == "fuzz":
+        argv = [sys.executable, "-m", "fuzz", "all", "--seconds", str(args.seconds)]
+        argv += ["--corpus", str(args.corpus), "--artifacts", "reports/fuzz"]
+        raise SystemExit(subprocess.run(argv, check=False).returncode)
     if args.cmd == "substrate":
         build(progress=lambda m: None)
         substrate(args.topology, args.settle)

@@ -11,6 +11,7 @@ from harness import topology as topo
 from harness import upstream
 from harness.providers import ProviderError, get_provider
 from harness.providers.netns.provider import STATE_ROOT
+from harness.session import tear_down_all
 
 
 def _fail(msg: str) -> None:
@@ -100,10 +101,27 @@ def up(topology: str, k8s_version: str | None, provider: str, state_dir: Path) -
 @clusters.command()
 @PROVIDER_OPT
 @STATE_OPT
-def down(provider: str, state_dir: Path) -> None:
-    """Tear down what `up` created, leaving nothing behind."""
+@click.option(
+    "--all",
+    "everything",
+    is_flag=True,
+    help="Tear down every run's clusters under --root (pytest runs, kept and manual ones).",
+)
+@click.option(
+    "--root",
+    type=click.Path(path_type=Path),
+    default=STATE_ROOT,
+    show_default=True,
+    help="Where runs keep their state (with --all).",
+)
+def down(provider: str, state_dir: Path, everything: bool, root: Path) -> None:
+    """Tear down what `up` created, leaving nothing behind (--all: every run's clusters)."""
     try:
-        get_provider(provider, state_dir).down()
+        if everything:
+            runs = tear_down_all(root, provider, click.echo)
+            click.echo(f"tore down {len(runs)} run(s) under {root}")
+        else:
+            get_provider(provider, state_dir).down()
     except ProviderError as e:
         _fail(str(e))
 

@@ -4,6 +4,12 @@ The first process that needs clusters takes a file lock, provisions (or finds th
 state file of a run already provisioned for this session) and releases the lock;
 the others wait on the lock and read the state file. Only the controlling process
 (the xdist controller, or pytest itself without xdist) tears down.
+
+A run killed at any moment (SIGKILL, a CI time-out) is torn down by the next
+run's reaper: every provider state inside the dead run's directory is brought
+down (the run's clusters and any a test brought up beside them, such as the
+teardown test's isolated cluster), deepest first, before the directory goes.
+``tear_down_all`` does the same for every run, dead or alive (``down --all``).
 """
 
 from __future__ import annotations
@@ -39,6 +45,34 @@ def _alive(pid: int) -> bool:
     return True
 
 
+PROVIDER_STATE = "state.json"
+"""The file a provider keeps in its state directory once it has created anything."""
+
+
+def provider_states(run_dir: Path) -> list[Path]:
+    """The provider state directories inside a run's directory, deepest first."""
+    found = {p.parent for p in run_dir.rglob(PROVIDER_STATE)}
+    found.add(run_dir / "provider")
+    return sorted(found, key=lambda p: (-len(p.parts), str(p)))
+
+
+def tear_down_run(run_dir: Path, provider_name: str, log: Callable[[str], None]) -> None:
+    """Bring down every provider state of ``run_dir``, then remove the directory."""
+    for state in provider_states(run_dir):
+        if state.exists():
+            log(f"tearing down {state}")
+            get_provider(provider_name, state).down()
+    shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def tear_down_all(root: Path, provider_name: str, log: Callable[[str], None]) -> list[Path]:
+    """Tear down every run under ``root`` (kept ones and live ones too); the runs torn down."""
+    runs = sorted(p for p in root.iterdir() if p.is_dir()) if root.exists() else []
+    for run_dir in runs:
+        tear_down_run(run_dir, provider_name, log)
+    return runs
+
+
 def reap_stale_sessions(root: Path, provider_name: str, log: Callable[[str], None]) -> None:
     """Tear down runs whose pytest process died without tearing down (and weren't kept)."""
     if not root.exists():
@@ -51,8 +85,7 @@ def reap_stale_sessions(root: Path, provider_name: str, log: Callable[[str], Non
         if data.get("keep") or _alive(int(data.get("pid", 0))):
             continue
         log(f"tearing down stale run {owner.parent} (its pytest process {data.get('pid')} is gone)")
-        get_provider(provider_name, owner.parent / "provider").down()
-        shutil.rmtree(owner.parent, ignore_errors=True)
+        tear_down_run(owner.parent, provider_name, log)
 
 
 def _echo(msg: str) -> None:

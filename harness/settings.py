@@ -65,6 +65,8 @@ class Timeouts:
     teardown_grace: float = 5
     #: a packet capture in a node's network namespace has its socket open.
     capture_start: float = 10
+    #: a mesh listener closes a slow or silent hostile connection (its limits are <= 30 s).
+    hostile_close: float = 45
 
     @classmethod
     def from_env(cls) -> Timeouts:

@@ -54,6 +54,7 @@ class Feature(StrEnum):
     DEFAULT_INBOUND_POLICY = "default-inbound-policy"
     CONTROL_PLANE_RESILIENCE = "control-plane-resilience"
     IDENTITY_API = "identity-api"
+    HOSTILE_INPUT = "hostile-input"
     MULTICLUSTER = "multicluster"
     """Install the extension, link and unlink clusters, mirror exported Services."""
     MULTICLUSTER_GATEWAY = "multicluster-gateway"

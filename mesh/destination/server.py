@@ -37,7 +37,7 @@ from mesh.identity.bootstrap import add_identity_arguments, certify_from_identit
 from mesh.k8s import convert
 from mesh.k8s.annotations import parse_ports
 from mesh.k8s.objects import EndpointSlice, Pod, Service
-from mesh.k8s.watching import WatchSettings, list_and_watch, merge
+from mesh.k8s.watching import WatchSettings, event_reporter, list_and_watch, merge
 from mesh.proto import destination_pb2 as pb
 from mesh.proto import destination_pb2_grpc as pb_grpc
 from mesh.serving import ServerSettings, grpc_server, serve_until_stopped
@@ -55,6 +55,9 @@ __all__ = [
 ]
 
 _log = logging.getLogger(__name__)
+
+COMPONENT = "linkerd-destination"
+"""Names this service in the Events it writes about objects it skips (SEC-4)."""
 
 DEFAULT_PORT = 8086
 _SCHEMES = ("", "k8s")
@@ -78,16 +81,20 @@ class KubeObjectSource:
 
     def events(self) -> AsyncIterator[SnapshotEvent]:
         client, settings = self._client, self._settings
+        report = event_reporter(client, COMPONENT)
         streams: list[AsyncIterator[SnapshotEvent]] = [
-            list_and_watch(client, core_v1.Service, convert.service, Service, settings=settings),
+            list_and_watch(
+                client, core_v1.Service, convert.service, Service, settings=settings, report=report
+            ),
             list_and_watch(
                 client,
                 convert.RawEndpointSlice,
                 convert.endpoint_slice_raw,
                 EndpointSlice,
                 settings=settings,
+                report=report,
             ),
-            list_and_watch(client, core_v1.Pod, convert.pod, Pod, settings=settings),
+            list_and_watch(client, core_v1.Pod, convert.pod, Pod, settings=settings, report=report),
         ]
         return merge(*streams)
 

@@ -4,7 +4,8 @@ Each component gets one ServiceAccount, one ClusterRole listing exactly the
 verbs it uses, and the binding between them. Nothing is granted with ``*`` and
 nothing beyond what the component's code does: identity reviews tokens and
 records events; destination (and the policy service beside it) lists and
-watches what discovery and policy are computed from; the injector only reads
+watches what discovery and policy are computed from, and records Events on
+objects it cannot use; the injector only reads
 namespaces. ``RULES`` is the single table; tests hold it to that.
 """
 
@@ -67,6 +68,8 @@ RULES: dict[str, tuple[Rule, ...]] = {
         ),
         Rule(("split.smi-spec.io",), ("trafficsplits",), _WATCH),
         Rule(("gateway.networking.k8s.io",), ("httproutes",), _WATCH),
+        # Warning Events on objects discovery or policy cannot use (SEC-4).
+        Rule(("",), ("events",), ("create", "patch")),
     ),
     "proxy-injector": (Rule(("",), ("namespaces",), ("get",)),),
 }

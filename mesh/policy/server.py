@@ -36,7 +36,7 @@ from mesh.identity.bootstrap import add_identity_arguments, certify_from_identit
 from mesh.k8s import convert as k8s_convert
 from mesh.k8s.annotations import parse_ports
 from mesh.k8s.objects import Pod
-from mesh.k8s.watching import WatchSettings, list_and_watch, merge
+from mesh.k8s.watching import WatchSettings, event_reporter, list_and_watch, merge
 from mesh.policy import convert
 from mesh.policy.defaults import DefaultPolicy, PolicyConfig, parse_networks
 from mesh.policy.model import InboundServer, Network
@@ -70,6 +70,9 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 
+COMPONENT = "linkerd-policy"
+"""Names this service in the Events it writes about objects it skips (SEC-4)."""
+
 DEFAULT_PORT = 8090
 DEFAULT_ADMIN_PORT = 9990
 """Linkerd's policy controller admin port (``/ready``, ``/live``)."""
@@ -96,6 +99,7 @@ class KubeObjectSource:
 
     def events(self) -> AsyncIterator[PolicyEvent]:
         client, settings = self._client, self._settings
+        report = event_reporter(client, COMPONENT)
         # Namespaces are cluster-scoped: ``list_and_watch`` is typed for namespaced
         # kinds, but namespace "" leaves the namespace out of the request path.
         namespaces = list_and_watch(
@@ -105,12 +109,20 @@ class KubeObjectSource:
             Namespace,
             namespace="",
             settings=settings,
+            report=report,
         )
         streams: list[AsyncIterator[PolicyEvent]] = [
-            list_and_watch(client, core_v1.Pod, k8s_convert.pod, Pod, settings=settings),
+            list_and_watch(
+                client, core_v1.Pod, k8s_convert.pod, Pod, settings=settings, report=report
+            ),
             namespaces,
             list_and_watch(
-                client, convert.ServerResource, convert.server, Server, settings=settings
+                client,
+                convert.ServerResource,
+                convert.server,
+                Server,
+                settings=settings,
+                report=report,
             ),
             list_and_watch(
                 client,
@@ -118,6 +130,7 @@ class KubeObjectSource:
                 convert.server_authorization,
                 ServerAuthorization,
                 settings=settings,
+                report=report,
             ),
             list_and_watch(
                 client,
@@ -125,6 +138,7 @@ class KubeObjectSource:
                 convert.authorization_policy,
                 AuthorizationPolicy,
                 settings=settings,
+                report=report,
             ),
             list_and_watch(
                 client,
@@ -132,6 +146,7 @@ class KubeObjectSource:
                 convert.meshtls_authentication,
                 MeshTLSAuthentication,
                 settings=settings,
+                report=report,
             ),
             list_and_watch(
                 client,
@@ -139,6 +154,7 @@ class KubeObjectSource:
                 convert.network_authentication,
                 NetworkAuthentication,
                 settings=settings,
+                report=report,
             ),
         ]
         return merge(*streams)

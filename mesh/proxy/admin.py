@@ -37,8 +37,9 @@ class AdminLimits:
 
     request: float = 10.0
     """A request (head and body) must arrive in full within this, once started."""
-    idle: float = 60.0
-    """A keep-alive connection with no request in progress is closed after this."""
+    idle: float = 30.0
+    """A keep-alive connection with no request in progress is closed after this
+    (Prometheus scrapes every 10 s, so its connections stay open)."""
     max_head: int = 16 * 1024
     """The largest request head (request line and headers)."""
     max_body: int = 64 * 1024
@@ -108,37 +109,51 @@ class Admin:
     async def _request(self, conn: Conn, http: h11.Connection) -> h11.Request | None:
         """The next complete request (its body read and dropped); ``None``: the peer is done.
 
-        Raises ``_Refuse`` for a request to answer with an error, ``_Closed`` for
-        a peer that broke off or was too slow.
+        The connection may idle ``limits.idle`` before a request; from its first
+        byte, the whole request must arrive within ``limits.request``. Raises
+        ``_Refuse`` for a request to answer with an error, ``_Closed`` for a peer
+        that broke off or idled too long.
         """
         limits = self.limits
-        try:
-            async with asyncio.timeout(limits.idle):
-                first = await self._next(conn, http)
-        except TimeoutError:
-            raise _Closed("idle") from None
-        if isinstance(first, h11.ConnectionClosed):
-            return None
-        if not isinstance(first, h11.Request):
-            raise _Closed(f"unexpected {type(first).__name__}")
+        loop = asyncio.get_running_loop()
+        request: h11.Request | None = None
         body = 0
+        started_at: float | None = None
         try:
-            async with asyncio.timeout(limits.request):
+            async with asyncio.timeout(limits.idle) as deadline:
+
+                def started() -> None:
+                    nonlocal started_at
+                    if started_at is None:
+                        started_at = loop.time()
+                        deadline.reschedule(started_at + limits.request)
+
+                if http.trailing_data[0]:
+                    started()
                 while True:
-                    event = await self._next(conn, http)
-                    if isinstance(event, h11.EndOfMessage):
-                        return first
-                    if not isinstance(event, h11.Data):
+                    event = await self._next(conn, http, started)
+                    if request is None:
+                        if isinstance(event, h11.ConnectionClosed):
+                            return None
+                        if not isinstance(event, h11.Request):
+                            raise _Closed(f"unexpected {type(event).__name__}")
+                        request = event
+                    elif isinstance(event, h11.EndOfMessage):
+                        return request
+                    elif isinstance(event, h11.Data):
+                        body += len(event.data)
+                        if body > limits.max_body:
+                            raise _Refuse(413, "request body too large")
+                    else:
                         raise _Closed(f"request ended early: {type(event).__name__}")
-                    body += len(event.data)
-                    if body > limits.max_body:
-                        raise _Refuse(413, "request body too large")
         except TimeoutError:
+            if started_at is None:
+                raise _Closed("idle") from None
             raise _Refuse(408, "request timed out") from None
 
     @staticmethod
-    async def _next(conn: Conn, http: h11.Connection) -> object:
-        """The next h11 event; reads as needed.
+    async def _next(conn: Conn, http: h11.Connection, received: Callable[[], None]) -> object:
+        """The next h11 event; reads as needed (calling ``received`` on bytes).
 
         Raises ``_Refuse`` for a malformed request, ``_Closed`` when the peer
         went away (any event after that would be ``ConnectionClosed`` again).
@@ -153,6 +168,8 @@ class Admin:
                     data = await conn.read()
                 except (ConnectionError, OSError) as e:
                     raise _Closed(str(e)) from None
+                if data:
+                    received()
                 http.receive_data(data)
                 continue
             if event is h11.PAUSED:

@@ -164,12 +164,10 @@ class Inbound:
                 )
                 return
             target = conn.local  # not redirected: addressed to the proxy directly
-        direct = target == conn.local
+        direct = target.port == conn.local.port
         if direct and self.gateway is None:
-            # not redirected: forwarding it would connect the proxy to itself, without end
-            log.info(
-                "inbound connection from %s to the proxy's own port %s refused", conn.peer, target
-            )
+            # delivering it to app_host:<inbound port> would be the proxy itself, without end
+            log.info("direct connection from %s to the inbound port refused", conn.peer)
             return
         timeouts = self.config.timeouts
         detector = Detector(self.clock(), timeouts.detect)

@@ -12,6 +12,11 @@ chains in the ``nat`` table:
   ignored outbound port -> RETURN; any other tcp -> REDIRECT to the outbound
   port (4140).
 
+IPv6 gets the same chains through ``ip6tables`` (subnets to ignore are split by
+family), so IPv6 traffic never bypasses the proxy. Where ``ip6tables`` cannot
+install them, proxy-init fails if the namespace has any IPv6 address besides
+loopback (traffic could bypass the proxy), and only says so when it has none.
+
 Ignored ports are matched with ``multiport`` (at most 15 port references per
 rule; a range counts two). Every rule carries a ``proxy-init/<what>`` comment.
 Running again is harmless: existing chains are flushed and refilled, and a
@@ -41,7 +46,9 @@ __all__ = [
     "FirewallConfig",
     "InitError",
     "apply",
+    "apply_ipv6",
     "chain_rules",
+    "ipv6_addresses",
     "main",
     "plan",
 ]
@@ -108,14 +115,20 @@ def _ignore_ports(chain: str, ports: PortRanges) -> list[Command]:
     ]
 
 
-def chain_rules(config: FirewallConfig) -> list[Command]:
-    """The rules of both chains, in order (``iptables -t nat`` arguments)."""
+def _family(net: str) -> int:
+    return ipaddress.ip_network(net, strict=False).version
+
+
+def chain_rules(config: FirewallConfig, family: int = 4) -> list[Command]:
+    """The rules of both chains, in order (``iptables -t nat`` arguments; ``family`` 6 for
+    ``ip6tables``, which gets only the IPv6 subnets to ignore)."""
     inbound, outbound = REDIRECT_CHAIN, OUTPUT_CHAIN
+    subnets = [net for net in config.subnets_to_ignore if _family(net) == family]
     return [
         *_ignore_ports(inbound, config.inbound_ports_to_ignore),
         *(
             _rule(inbound, "-s", net, target="RETURN", comment=f"ignore-subnet-{net}")
-            for net in config.subnets_to_ignore
+            for net in subnets
         ),
         _rule(
             inbound,
@@ -146,17 +159,18 @@ _JUMPS = (
 )
 
 
-def plan(config: FirewallConfig, existing: str = "") -> list[Command]:
+def plan(config: FirewallConfig, existing: str = "", family: int = 4) -> list[Command]:
     """The ``iptables -t nat`` commands that leave the table as ``config`` wants.
 
     ``existing`` is the current ``iptables-save -t nat`` output: chains already
     there are flushed rather than created, and jumps already there are kept.
+    ``family`` 6: the same for ``ip6tables``.
     """
     commands: list[Command] = []
     for chain in (REDIRECT_CHAIN, OUTPUT_CHAIN):
         present = re.search(rf"^:{chain}\s", existing, re.MULTILINE) is not None
         commands.append(["-F", chain] if present else ["-N", chain])
-    commands += chain_rules(config)
+    commands += chain_rules(config, family)
     for builtin, chain, comment in _JUMPS:
         jump = re.search(rf"^-A {builtin}\s.*-j {chain}(\s|$)", existing, re.MULTILINE)
         if jump is None:
@@ -204,6 +218,64 @@ def apply(
     return _call(run, [iptables_save, "-t", "nat"])
 
 
+def ipv6_addresses(if_inet6: str) -> list[str]:
+    """The IPv6 addresses other than loopback in ``/proc/net/if_inet6`` text (link-local
+    ones count: they reach the neighbours on the link)."""
+    found: list[str] = []
+    for line in if_inet6.splitlines():
+        fields = line.split()
+        if len(fields) < 6 or len(fields[0]) != 32:
+            continue
+        try:
+            address = ipaddress.IPv6Address(int(fields[0], 16))
+        except ValueError:
+            continue
+        if not address.is_loopback:
+            found.append(f"{address}%{fields[5]}")
+    return found
+
+
+def _read_if_inet6() -> str:
+    try:
+        with open("/proc/net/if_inet6") as f:
+            return f.read()
+    except OSError:
+        return ""  # IPv6 disabled in this kernel or namespace: nothing can use it
+
+
+def apply_ipv6(
+    config: FirewallConfig,
+    *,
+    ip6tables: str = "ip6tables",
+    ip6tables_save: str = "ip6tables-save",
+    wait: bool = True,
+    run: Runner = _run,
+    echo: Callable[[str], None] = print,
+    if_inet6: Callable[[], str] = _read_if_inet6,
+) -> str:
+    """Install the same redirection for IPv6; return the resulting nat table.
+
+    If it cannot be installed: ``InitError`` when the namespace has IPv6
+    addresses (its IPv6 traffic would bypass the proxy), else a note and ``""``.
+    """
+    try:
+        existing = _call(run, [ip6tables_save, "-t", "nat"])
+        for command in plan(config, existing, family=6):
+            argv = [ip6tables, *command, *(["-w"] if wait else [])]
+            echo(shlex.join(argv))
+            _call(run, argv)
+        return _call(run, [ip6tables_save, "-t", "nat"])
+    except InitError as e:
+        in_use = ipv6_addresses(if_inet6())
+        if in_use:
+            raise InitError(
+                f"IPv6 is in use here ({', '.join(in_use)}) but cannot be redirected to the "
+                f"proxy, so its traffic would bypass it: {e}"
+            ) from None
+        echo(f"# IPv6 not redirected ({e}); this namespace has no IPv6 address to use")
+        return ""
+
+
 def _port_ranges(values: Sequence[str] | None) -> PortRanges:
     merged = ",".join(v for v in values or () if v.strip())
     try:
@@ -240,6 +312,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--simulate", action="store_true", help="print the commands, run nothing")
     parser.add_argument("--firewall-bin-path", default="iptables")
     parser.add_argument("--firewall-save-bin-path", default="iptables-save")
+    parser.add_argument("--ip6tables-bin-path", default="ip6tables")
+    parser.add_argument("--ip6tables-save-bin-path", default="ip6tables-save")
     parser.add_argument("--no-wait-flag", action="store_true", help="do not pass -w to iptables")
     return parser
 
@@ -273,12 +347,20 @@ def main(argv: Sequence[str] | None = None) -> None:
         wait = [] if args.no_wait_flag else ["-w"]
         for command in plan(config):
             print(shlex.join([args.firewall_bin_path, *command, *wait]))
+        for command in plan(config, family=6):
+            print(shlex.join([args.ip6tables_bin_path, *command, *wait]))
         return
     try:
         table = apply(
             config,
             iptables=args.firewall_bin_path,
             iptables_save=args.firewall_save_bin_path,
+            wait=not args.no_wait_flag,
+        )
+        table += apply_ipv6(
+            config,
+            ip6tables=args.ip6tables_bin_path,
+            ip6tables_save=args.ip6tables_save_bin_path,
             wait=not args.no_wait_flag,
         )
     except InitError as e:

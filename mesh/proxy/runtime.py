@@ -16,8 +16,9 @@ channel authenticates only the server (the proxy has no certificate yet);
 destination and policy are called with mutual TLS, the proxy presenting its
 current certificate: each new certificate gets new channels (gRPC channel
 credentials are fixed), which streams started from then on use, while open
-streams keep theirs. Superseded channels are closed once two newer ones exist
-(a stream that old has long been restarted by its server or reconnected).
+streams keep theirs (closing their channel would cut them). A channel is closed
+once ``KEPT_CHANNEL_GENERATIONS`` newer certificates have come (about five days
+at the default renewal), so a stream older than that restarts once.
 Without identity (``LINKERD2_PROXY_IDENTITY_DISABLED``) every channel is plaintext.
 """
 
@@ -47,7 +48,10 @@ from mesh.proxy.policy_client import PolicyClient
 from mesh.proxy.server import Proxy
 from mesh.proxy.tls import TlsCredentials, TlsStore
 
-__all__ = ["CHANNEL_OPTIONS", "ProxyRuntime", "RuntimeOptions"]
+__all__ = ["CHANNEL_OPTIONS", "KEPT_CHANNEL_GENERATIONS", "ProxyRuntime", "RuntimeOptions"]
+
+KEPT_CHANNEL_GENERATIONS = 8
+"""Destination/policy channel pairs kept open, the current one included (see above)."""
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +169,7 @@ class ProxyRuntime:
             fresh.append(self._channel(p.svc, p.svc_name, credentials))
             self.policy.rebind(fresh[-1])
         self._mtls.append(fresh)
-        while len(self._mtls) > 3:
+        while len(self._mtls) > KEPT_CHANNEL_GENERATIONS:
             for old in self._mtls.pop(0):
                 self._channels.remove(old)
                 asyncio.get_running_loop().create_task(old.close(None))

@@ -313,6 +313,28 @@ def test_attach_follows_the_containers_output(
         assert a.wait_for_output(f"tick-{first + 2}\n", TIMEOUTS.stream_ready), a.output
 
 
+def test_attach_i_feeds_the_containers_stdin(
+    kube: dict[str, Kube], kubectl: dict[str, Kubectl], namespace: str
+) -> None:
+    """kubectl attach -i writes to a `stdin: true` container's stdin and shows its answer."""
+    k, kc = _first(kube, kubectl)
+    _deploy(k, namespace, "reader")
+    r = kc.run(
+        "attach",
+        "-i",
+        "-n",
+        namespace,
+        "reader",
+        "-c",
+        "main",
+        timeout=TIMEOUTS.kubectl_stream,
+        stdin=b"one\ntwo\n",
+    )
+    out = _text(r.stdout)
+    assert "got-one" in out, f"expected the container's answer got-one; attach printed {out!r}"
+    assert "got-two" in out, f"expected got-two as well; attach printed {out!r}"
+
+
 def test_exec_ends_with_its_container(
     kube: dict[str, Kube], kubectl: dict[str, Kubectl], namespace: str
 ) -> None:

@@ -137,6 +137,7 @@ def test_rbac_is_least_privilege() -> None:
         ("", "events"): {"create", "patch"},
     }
     destination = granted["linkerd-linkerd-destination"]
+    assert destination.pop(("", "events")) == {"create", "patch"}  # SEC-4 Events
     assert all(verbs == {"list", "watch"} for verbs in destination.values())
     assert ("", "secrets") not in destination
     assert ("discovery.k8s.io", "endpointslices") in destination

@@ -30,11 +30,12 @@ from tests.multicluster.fakes import (
     LocalSeam,
 )
 from tests.multicluster.mirror_support import link_obj, remote_service, remote_slice
+from tests.pem import self_signed_ca_pem
 
 CONVERGE_TIMEOUT = 5.0
 """How long a scenario may take to converge on the fakes (they answer at once)."""
 FAST = MirrorSettings(status_interval=0.01, retry_initial=0.01, retry_max=0.05, reconnect_after=3)
-PEM = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+PEM = self_signed_ca_pem()
 SECRET = "cluster-credentials-east"
 
 

@@ -15,10 +15,11 @@ import socket
 import time
 from asyncio.trsock import TransportSocket
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pytest
 
+from mesh.proxy.admin import AdminLimits
 from mesh.proxy.discovery import Address
 from mesh.proxy.origdst import SocketLike
 from tests.proxy.hostile_support import (
@@ -26,6 +27,7 @@ from tests.proxy.hostile_support import (
     ThreadedProxy,
     connect,
     healthy_get,
+    hostile_config,
     read_until_closed,
     status_of,
     wait_for,
@@ -205,5 +207,24 @@ def test_a_connection_to_the_proxys_own_port_is_refused_not_looped(listener: str
         assert len(asked) == 1, f"{listener}: the proxy connected to itself: {asked}"
         status, _ = healthy_get(running.port("admin"))
         assert status == 200
+    finally:
+        running.close()
+
+
+def test_an_admin_request_is_timed_from_its_first_byte_not_the_idle_limit() -> None:
+    """SEC-1: a long keep-alive idle limit does not let a partial head linger that long."""
+    config = replace(
+        hostile_config(),
+        admin=AdminLimits(request=0.5, idle=30.0, max_head=8 * 1024, max_body=16 * 1024),
+    )
+    running = ThreadedProxy(config)
+    try:
+        with connect(running.port("admin")) as sock:
+            started = time.monotonic()
+            sock.sendall(b"GET /live HTTP/1.1\r\nHost: t\r\n")
+            response = read_until_closed(sock)
+            took = time.monotonic() - started
+        assert status_of(response) == 408, f"expected 408, got {response[:100]!r}"
+        assert took < CLOSED_WITHIN, f"a partial head was held {took:.2f}s"
     finally:
         running.close()

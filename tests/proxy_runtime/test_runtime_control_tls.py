@@ -31,7 +31,7 @@ from mesh.proto import destination_pb2 as dpb
 from mesh.proto import destination_pb2_grpc as dpb_grpc
 from mesh.proxy.envconfig import EnvError, load
 from mesh.proxy.identity_client import CertifyError, RenewalPolicy
-from mesh.proxy.runtime import ProxyRuntime, RuntimeOptions
+from mesh.proxy.runtime import KEPT_CHANNEL_GENERATIONS, ProxyRuntime, RuntimeOptions
 from tests.proxy.proxy_support import LOOPBACK, TRUST_DOMAIN, Mesh
 from tests.proxy_runtime.runtime_support import (
     DESTINATION_SVC_NAME,
@@ -39,6 +39,7 @@ from tests.proxy_runtime.runtime_support import (
     WAIT,
     FakeDestination,
     destination_server,
+    free_port,
     identity_service,
     proxy_env,
     serving,
@@ -376,3 +377,22 @@ def test_bad_identity_flags_stop_the_service_with_the_flag_named(
     setattr(args, flag, value)
     with pytest.raises(SystemExit, match=message):
         identity_settings(args)
+
+
+async def test_each_certificate_gets_new_mtls_channels_and_old_ones_are_bounded(
+    mesh: Mesh, tmp_path: Path
+) -> None:
+    renewal = RenewalPolicy(fraction=0.001, min_wait=0.05, jitter=0.0)
+    async with identity_service(mesh, lifetime=timedelta(seconds=30)) as port:
+        env = _env(mesh, tmp_path, port, destination_port=free_port(), policy_port=free_port())
+        runtime = ProxyRuntime(load(env), RuntimeOptions(renewal=renewal))
+        try:
+            await runtime.start()
+            assert runtime.identity is not None
+            identity = runtime.identity
+            await wait_until(lambda: identity.renewals >= KEPT_CHANNEL_GENERATIONS + 2, 3 * WAIT)
+            generations = list(runtime._mtls)
+        finally:
+            await runtime.stop()
+    assert len(generations) == KEPT_CHANNEL_GENERATIONS
+    assert all(len(pair) == 2 for pair in generations), "destination and policy each"

@@ -13,7 +13,16 @@ from pathlib import Path
 import pytest
 
 from mesh.k8s.annotations import PortRanges
-from mesh.proxy.init import FirewallConfig, InitError, apply, chain_rules, main, plan
+from mesh.proxy.init import (
+    FirewallConfig,
+    InitError,
+    apply,
+    apply_ipv6,
+    chain_rules,
+    ipv6_addresses,
+    main,
+    plan,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 INJECTED = FirewallConfig(inbound_ports_to_ignore=PortRanges(((4190, 4191),)))
@@ -152,7 +161,11 @@ def test_simulate_prints_the_commands(capsys: pytest.CaptureFixture[str]) -> Non
     assert lines[0] == "iptables -t nat -N PROXY_INIT_REDIRECT -w"
     assert any("--dports 4190,4191" in line for line in lines)
     assert any("-s 10.9.0.0/16 -j RETURN" in line for line in lines)
-    assert len(lines) == len(plan(FirewallConfig())) + 2
+    v4 = [line for line in lines if line.startswith("iptables ")]
+    v6 = [line for line in lines if line.startswith("ip6tables ")]
+    assert len(v4) == len(plan(FirewallConfig())) + 2
+    assert len(v6) == len(v4) - 1  # the same rules but the IPv4 subnet (no IPv6 bypass)
+    assert not any("10.9.0.0/16" in line for line in v6)
 
 
 @pytest.mark.parametrize(
@@ -252,6 +265,9 @@ def test_rules_applied_in_a_network_namespace(netns: str) -> None:
         ' -m comment --comment "proxy-init/redirect-all-incoming-to-proxy-port"'
         " -j REDIRECT --to-ports 4143",
     ]
+    saved6 = in_netns(netns, "ip6tables-save", "-t", "nat").stdout
+    rules6 = [line for line in saved6.splitlines() if line.startswith("-A ")]
+    assert rules6 == rules, "IPv6 must be redirected the same way (no bypass)"
     for command in (
         ["ip", "link", "set", "lo", "up"],
         ["ip", "link", "add", "pod0", "type", "veth", "peer", "name", "pod1"],
@@ -277,3 +293,49 @@ def test_a_failure_in_the_namespace_exits_non_zero(netns: str) -> None:
     )
     assert run.returncode == 1
     assert "proxy-init: /bin/false -t nat -N PROXY_INIT_REDIRECT -w failed" in run.stderr
+
+
+IF_INET6 = (
+    "00000000000000000000000000000001 01 80 10 80       lo\n"
+    "fe800000000000000000000000000001 02 40 20 80     eth0\n"
+)
+
+
+def test_ipv6_gets_the_same_chains_with_its_own_subnets() -> None:
+    """IPv6: the ip6tables plan is the IPv4 one, with only IPv6 subnets to ignore."""
+    config = FirewallConfig(subnets_to_ignore=("10.9.0.0/16", "fd00::/8"))
+    v4, v6 = plan(config), plan(config, family=6)
+    assert [c for c in v4 if "-s" not in c] == [c for c in v6 if "-s" not in c]
+    assert [c[c.index("-s") + 1] for c in v4 if "-s" in c] == ["10.9.0.0/16"]
+    assert [c[c.index("-s") + 1] for c in v6 if "-s" in c] == ["fd00::/8"]
+
+
+def test_apply_ipv6_runs_ip6tables() -> None:
+    fake = FakeIptables()
+    apply_ipv6(INJECTED, run=fake, echo=lambda line: None, if_inet6=lambda: IF_INET6)
+    assert fake.ran[0] == ["ip6tables-save", "-t", "nat"]
+    assert fake.ran[1] == ["ip6tables", "-t", "nat", "-N", "PROXY_INIT_REDIRECT", "-w"]
+    assert any("REDIRECT --to-port 4143" in " ".join(c) for c in fake.ran)
+
+
+def test_ipv6_in_use_without_ip6tables_refuses_to_start() -> None:
+    """IPv6: never a silent bypass; the init container fails, so the pod does not start."""
+    fake = FakeIptables(fail="ip6tables")
+    with pytest.raises(InitError, match=r"IPv6 is in use here \(fe80::1%eth0\).*bypass"):
+        apply_ipv6(INJECTED, run=fake, echo=lambda line: None, if_inet6=lambda: IF_INET6)
+
+
+def test_no_ipv6_address_without_ip6tables_is_only_noted() -> None:
+    fake = FakeIptables(fail="ip6tables")
+    said: list[str] = []
+    loopback_only = IF_INET6.splitlines()[0]
+    table = apply_ipv6(INJECTED, run=fake, echo=said.append, if_inet6=lambda: loopback_only)
+    assert table == ""
+    assert said
+    assert "IPv6 not redirected" in said[-1]
+
+
+def test_ipv6_addresses_skip_loopback_and_junk() -> None:
+    assert ipv6_addresses(IF_INET6 + "garbage line\n" + "zz" * 16 + " 1 2 3 4 x\n") == [
+        "fe80::1%eth0"
+    ]

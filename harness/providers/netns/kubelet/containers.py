@@ -80,17 +80,20 @@ async def start_container(
     log_path: Path,
     setup_timeout: float = 15.0,
     cgroup: Path | None = None,
+    keep_stdin: bool = False,
 ) -> ContainerProcess:
     """Start the container process; return once its namespaces are set up (or it died).
 
-    With ``cgroup``, the process is moved into it before it runs the program.
+    With ``cgroup``, the process is moved into it before it runs the program. With
+    ``keep_stdin`` (the container's ``stdin: true``) its stdin is a pipe the kubelet
+    holds open for ``kubectl attach``; otherwise it reads /dev/null.
     """
     log_fd = _prepare(spec, spec_path, log_path)
     ready_r, ready_w = os.pipe()
     try:
         proc = await asyncio.create_subprocess_exec(
             *launcher_argv(python, netns, spec_path, ready_w),
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE if keep_stdin else subprocess.DEVNULL,
             stdout=log_fd,
             stderr=subprocess.STDOUT,
             start_new_session=True,

@@ -147,6 +147,9 @@ class Container(TypedDict, total=False):
     command: list[str]
     args: list[str]
     workingDir: str
+    stdin: bool
+    stdinOnce: bool
+    tty: bool
     env: list[EnvVar]
     envFrom: list[EnvFromSource]
     volumeMounts: list[VolumeMount]

@@ -302,37 +302,47 @@ class AttachSession:
     ) -> None:
         self.conn, self.ch, self.rt, self.log_path = conn, ch, rt, log_path
         self.timings = timings
+        self._stream: int | None = None
+        self._offset = 0
 
     async def run(self) -> None:
-        tasks = [asyncio.create_task(self._follow())]
+        """Follow until the container ends or the client hangs up; a client's stdin
+        ending also ends the session, after ``exec_drain`` seconds for the answer."""
+        self._stream = self.ch.id(STDOUT) or self.ch.id(STDERR)
+        self._offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        follower = asyncio.create_task(self._follow())
         proc = self.rt.process
         stdin = proc.proc.stdin if proc is not None else None
         box = self.ch.boxes.get(STDIN)
+        feeder = None
         if box is not None and stdin is not None:
-            tasks.append(asyncio.create_task(self._feed(box, stdin)))
+            feeder = asyncio.create_task(self._feed(box, stdin))
         gone = asyncio.create_task(_until_gone(self.rt))
         closed = asyncio.create_task(self.conn.closed.wait())
+        ends = {gone, closed} | ({feeder} if feeder is not None else set())
         try:
-            await asyncio.wait({gone, closed, *tasks[1:]}, return_when=asyncio.FIRST_COMPLETED)
-            # the follower's next poll picks up the last lines the container wrote
-            await asyncio.wait([tasks[0]], timeout=self.timings.log_follow_poll * 2)
+            await asyncio.wait(ends, return_when=asyncio.FIRST_COMPLETED)
+            if feeder is not None and feeder.done() and not (gone.done() or closed.done()):
+                await asyncio.wait({gone, closed}, timeout=self.timings.exec_drain)
         finally:
-            for t in [*tasks, gone, closed]:
+            for t in [follower, gone, closed, *([feeder] if feeder is not None else [])]:
                 t.cancel()
+        await self._forward_new_output()  # what the container wrote since the last poll
         error_id = self.ch.id(ERROR)
         assert error_id is not None
         await self.conn.send(error_id, exit_status(0, self.ch.protocol))
         for b in self.ch.boxes.values():
             await self.conn.end(b.stream_id)
 
+    async def _forward_new_output(self) -> None:
+        data = read_from(self.log_path, self._offset)
+        self._offset += len(data)
+        if data and self._stream is not None:
+            await self.conn.send(self._stream, data)
+
     async def _follow(self) -> None:
-        stream_id = self.ch.id(STDOUT) or self.ch.id(STDERR)
-        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         while True:
-            data = read_from(self.log_path, offset)
-            offset += len(data)
-            if data and stream_id is not None:
-                await self.conn.send(stream_id, data)
+            await self._forward_new_output()
             await asyncio.sleep(self.timings.log_follow_poll)
 
     async def _feed(self, box: Inbox, stdin: asyncio.StreamWriter) -> None:

@@ -405,6 +405,7 @@ class PodWorker:
             self.dir / "specs" / f"{rt.name}-{rt.restart_count}.json",
             log_path(self.cfg.state_dir, self.uid, rt.name, rt.restart_count),
             cgroup=placed.cgroup,
+            keep_stdin=bool(rt.spec.get("stdin")),
         )
         self._emit(NORMAL, "Created", f"Created container: {rt.name}", rt)
         self._emit(NORMAL, "Started", f"Started container {rt.name}", rt)
