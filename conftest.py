@@ -5,6 +5,7 @@ pytest_plugins = [
     "fixtures.workloads",
     "fixtures.evidence",
     "fixtures.mesh",
+    "fixtures.multicluster",
     "fixtures.kubectl",
     "fixtures.seeds",
 ]

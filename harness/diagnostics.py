@@ -1,7 +1,9 @@
 """Diagnostics bundles: what a failed test's namespaces looked like in every cluster.
 
 For each cluster and namespace the bundle holds pods (YAML), events (by time), services,
-endpointslices and container logs. Logs come through the API; on the netns provider a
+endpoints, endpointslices, multicluster Links (with their status) where the cluster
+serves them, and container logs (mirror controllers' included when the test's
+diagnostics cover ``linkerd-multicluster``). Logs come through the API; on the netns provider a
 log the API cannot serve is read from the kubelet stand-in's files instead.
 
 Rules: every API call has a short timeout and the whole bundle a time budget; collection
@@ -59,6 +61,11 @@ COLLECTIONS = {
     "events": "/api/v1/namespaces/{ns}/events",
     "services": "/api/v1/namespaces/{ns}/services",
     "endpointslices": "/apis/discovery.k8s.io/v1/namespaces/{ns}/endpointslices",
+    "endpoints": "/api/v1/namespaces/{ns}/endpoints",
+}
+#: collections a cluster may not serve (a CRD not installed): a 404 is no error.
+OPTIONAL_COLLECTIONS = {
+    "links": "/apis/multicluster.linkerd.io/v1alpha3/namespaces/{ns}/links",
 }
 
 
@@ -71,6 +78,10 @@ class KubeLike(Protocol):
 
 class _OutOfTime(Exception):
     pass
+
+
+class _NotServed(Exception):
+    """An optional collection the cluster does not serve (its CRD is not installed)."""
 
 
 def bundle_name(nodeid: str) -> str:
@@ -100,7 +111,16 @@ class _Collector:
         return r
 
     def items(self, k: KubeLike, kind: str, ns: str) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = self.call(k, COLLECTIONS[kind].format(ns=ns)).json()["items"]
+        if kind in OPTIONAL_COLLECTIONS:
+            path = OPTIONAL_COLLECTIONS[kind].format(ns=ns)
+            left = self.deadline - time.monotonic()
+            if left > 0:
+                probe = k.http.get(path, timeout=min(self.limits.call_timeout, left))
+                if probe.status_code == 404:
+                    raise _NotServed(path)
+        else:
+            path = COLLECTIONS[kind].format(ns=ns)
+        items: list[dict[str, Any]] = self.call(k, path).json()["items"]
         for obj in items:
             obj.get("metadata", {}).pop("managedFields", None)
         return items
@@ -121,6 +141,16 @@ class _Collector:
             if kind == "pods":
                 pods = items
             (where / f"{kind}.yaml").write_text(yaml.safe_dump(items, sort_keys=False))
+        for kind in OPTIONAL_COLLECTIONS:
+            try:
+                items = self.items(k, kind, ns)
+            except _NotServed:
+                continue
+            except Exception as e:
+                self.errors.append(f"[{k.cluster.name}/{ns}] {kind}: {type(e).__name__}: {e}")
+                continue
+            if items:
+                (where / f"{kind}.yaml").write_text(yaml.safe_dump(items, sort_keys=False))
         for pod in pods:
             self.pod_logs(k, ns, pod, where / "logs")
 

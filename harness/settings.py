@@ -43,6 +43,14 @@ class Timeouts:
     mesh_install_lock: float = 900
     #: a disruptive mesh test waits for every other mesh test of the run to finish.
     mesh_users_done: float = 1800
+    #: the multicluster extension's gateway is ready after ``multicluster install``.
+    multicluster_install: float = 240
+    #: a link's mirror controller is ready after the link was applied.
+    link_ready: float = 180
+    #: a mirror (Service, Endpoints, Link status) reflects a change on the target.
+    mirror_sync: float = 60
+    #: gateway probes flip a mirror's readiness (failureThreshold x period, plus slack).
+    gateway_probe: float = 90
     #: one ``kubectl exec``/``attach`` round trip, or one port-forwarded exchange.
     kubectl_stream: float = 30
     #: ``kubectl port-forward`` prints its local port; ``logs -f`` shows a new line.

@@ -91,6 +91,8 @@ def _routes() -> dict[str, Route | Callable[[httpx.Request], Route]]:
         f"/api/v1/namespaces/{NS}/events": (200, {"items": EVENTS}),
         f"/api/v1/namespaces/{NS}/services": (200, {"items": [{"metadata": {"name": "svc"}}]}),
         f"/apis/discovery.k8s.io/v1/namespaces/{NS}/endpointslices": (403, "forbidden"),
+        f"/api/v1/namespaces/{NS}/endpoints": (200, {"items": [{"metadata": {"name": "svc"}}]}),
+        f"/apis/multicluster.linkerd.io/v1alpha3/namespaces/{NS}/links": (404, "not served"),
         _log("app"): (200, "app says hello\n"),
         _log("app", previous=True): (200, "app crashed before\n"),
         _log("proxy"): (500, "no kubelet API"),
@@ -116,6 +118,8 @@ def test_bundle_holds_objects_events_logs_and_its_own_errors(tmp_path: Path) -> 
     pods = yaml.safe_load((where / "pods.yaml").read_text())
     assert pods[0]["metadata"] == {"name": "server-0", "uid": "uid-1"}  # managedFields gone
     assert yaml.safe_load((where / "services.yaml").read_text())[0]["metadata"]["name"] == "svc"
+    assert yaml.safe_load((where / "endpoints.yaml").read_text())[0]["metadata"]["name"] == "svc"
+    assert not (where / "links.yaml").exists()  # not served: no file, no error
     lines = (where / "events.txt").read_text().splitlines()
     assert ["earlier" in lines[0], "later" in lines[1]] == [True, True]
     assert (where / "logs" / "server-0" / "app.log").read_text() == "app says hello\n"
@@ -130,6 +134,25 @@ def test_bundle_holds_objects_events_logs_and_its_own_errors(tmp_path: Path) -> 
     readme = (dest / "README.txt").read_text().splitlines()
     assert readme[:2] == ["test: t::x", "failed in: call"]
     assert readme[-1] == "errors: 2 (see errors.txt)"
+
+
+def test_bundle_holds_links_with_their_status_where_served(tmp_path: Path) -> None:
+    link = {"metadata": {"name": "target"}, "status": {"mirrorServices": []}}
+    routes = {
+        f"/api/v1/namespaces/{NS}/pods": (200, {"items": []}),
+        f"/api/v1/namespaces/{NS}/events": (200, {"items": []}),
+        f"/api/v1/namespaces/{NS}/services": (200, {"items": []}),
+        f"/apis/discovery.k8s.io/v1/namespaces/{NS}/endpointslices": (200, {"items": []}),
+        f"/api/v1/namespaces/{NS}/endpoints": (200, {"items": []}),
+        f"/apis/multicluster.linkerd.io/v1alpha3/namespaces/{NS}/links": (200, {"items": [link]}),
+    }
+    api = FakeApi(routes)  # type: ignore[arg-type]
+    dest = tmp_path / "bundle"
+    collect({"east": fake_kube(api)}, [NS], dest, test_id="t::x", phase="call")
+    assert api.unexpected == []
+    links = yaml.safe_load((dest / "east" / NS / "links.yaml").read_text())
+    assert links == [link]
+    assert not (dest / "errors.txt").exists()
 
 
 def test_spent_budget_skips_calls_and_says_so(tmp_path: Path) -> None:

@@ -144,6 +144,14 @@ def _check_reports(out: Path) -> str:
     assert env["isthmusVersion"]
     assert re.fullmatch(r"[0-9a-f]{40}", env["git"]["commit"])
 
+    matrix = document["conformanceMatrix"]
+    rows = {r["id"]: r for r in matrix["ids"]}
+    assert rows["CONF-19"]["status"] == "success"
+    assert rows["CONF-21"]["status"] == "failure"
+    assert rows["CONF-1"] == {"id": "CONF-1", "status": "not covered", "tests": []}
+    assert {"SUB-1", "SEC-6"} <= set(rows)
+    assert matrix["summary"]["total"] == len(rows)
+
     junit = ET.parse(out / "junit.xml").getroot()
     suite_el = junit if junit.tag == "testsuite" else junit.find("testsuite")
     assert suite_el is not None
@@ -169,6 +177,8 @@ def _check_reports(out: Path) -> str:
     for shown in ("CONF-19, CONF-20", "phase: call", "<details", "two-flat", "Other tests"):
         assert shown in page
     assert "test_plain" in page
+    assert page.index("Conformance matrix") < page.index("<h2>Summary")
+    assert "not covered" in page
     return page
 
 

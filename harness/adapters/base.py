@@ -18,6 +18,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+import yaml
+
 if TYPE_CHECKING:
     from harness.kube import Kube
     from harness.providers.base import Cluster
@@ -31,6 +33,7 @@ __all__ = [
     "MeshError",
     "ObjectRef",
     "SharedTrust",
+    "manifest_refs",
 ]
 
 
@@ -52,6 +55,13 @@ class Feature(StrEnum):
     CONTROL_PLANE_RESILIENCE = "control-plane-resilience"
     IDENTITY_API = "identity-api"
     HOSTILE_INPUT = "hostile-input"
+    MULTICLUSTER = "multicluster"
+    """Install the extension, link and unlink clusters, mirror exported Services."""
+    MULTICLUSTER_GATEWAY = "multicluster-gateway"
+    """Traffic to a mirror crosses to the target through its gateway over mTLS."""
+    MULTICLUSTER_STATUS = "multicluster-status"
+    """``gateways``, ``check --multicluster``, Link status and the mirror controller's metrics."""
+    MULTICLUSTER_UNINSTALL = "multicluster-uninstall"
 
 
 @dataclass(frozen=True)
@@ -229,3 +239,18 @@ def parse_check_json(cluster: str, stdout: str, stderr: str, code: int) -> Check
     if not success and not failures:
         failures.append(f"check exited {code} reporting success={data.get('success')}")
     return CheckResult(cluster, success, tuple(failures), output)
+
+
+def manifest_refs(text: str) -> list[ObjectRef]:
+    """A reference to every object of a multi-document YAML manifest."""
+    refs = []
+    for doc in yaml.safe_load_all(text):
+        if not isinstance(doc, dict) or "kind" not in doc:
+            continue
+        meta = doc.get("metadata") or {}
+        refs.append(
+            ObjectRef(
+                str(doc["apiVersion"]), str(doc["kind"]), str(meta["name"]), meta.get("namespace")
+            )
+        )
+    return refs

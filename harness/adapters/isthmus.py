@@ -20,8 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import yaml
-
 from harness.adapters.base import (
     CheckResult,
     Feature,
@@ -30,15 +28,24 @@ from harness.adapters.base import (
     MeshError,
     ObjectRef,
     SharedTrust,
+    manifest_refs,
     parse_check_json,
 )
+from harness.adapters.isthmus_multicluster import IsthmusMulticluster
 from harness.settings import TIMEOUTS
 
 if TYPE_CHECKING:
     from harness.kube import Kube
     from harness.providers.base import Cluster
 
-__all__ = ["Completed", "CrdOutcome", "IsthmusAdapter", "Runner", "subprocess_runner"]
+__all__ = [
+    "Completed",
+    "CrdOutcome",
+    "IsthmusAdapter",
+    "Runner",
+    "manifest_refs",
+    "subprocess_runner",
+]
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -121,7 +128,7 @@ def default_kubectl(cluster: Cluster) -> str:
     return found
 
 
-class IsthmusAdapter:
+class IsthmusAdapter(IsthmusMulticluster):
     """The Isthmus mesh, driven through ``isthmus`` and kubectl."""
 
     name = "isthmus"
@@ -404,18 +411,3 @@ class IsthmusAdapter:
                 f"answered {r.status_code}: {r.text[:500]}"
             )
         return r.text
-
-
-def manifest_refs(text: str) -> list[ObjectRef]:
-    """A reference to every object of a multi-document YAML manifest."""
-    refs = []
-    for doc in yaml.safe_load_all(text):
-        if not isinstance(doc, dict) or "kind" not in doc:
-            continue
-        meta = doc.get("metadata") or {}
-        refs.append(
-            ObjectRef(
-                str(doc["apiVersion"]), str(doc["kind"]), str(meta["name"]), meta.get("namespace")
-            )
-        )
-    return refs

@@ -1,7 +1,9 @@
 """The machine-readable conformance report (``conformance.yaml``).
 
 Shape: an ``isthmus.io/v1alpha1`` ``ConformanceReport`` with the implementation under
-test, the environment fingerprint, and per profile its tests and a status summary.
+test, the environment fingerprint, the conformance matrix (every CONF/SUB/SEC id
+with the tests citing it, ``harness.reporting.matrix``), and per profile its tests and
+a status summary.
 Results are ``success``, ``failure`` or ``skipped``.
 """
 
@@ -12,11 +14,12 @@ from typing import Any
 
 import yaml
 
-from harness.reporting.records import PROFILES, TestResult
+from harness.reporting import matrix
+from harness.reporting.records import PROFILES, RESULTS, TestResult
 
 API_VERSION = "isthmus.io/v1alpha1"
 KIND = "ConformanceReport"
-RESULTS = {"passed": "success", "failed": "failure", "skipped": "skipped"}
+__all__ = ["API_VERSION", "KIND", "RESULTS", "build", "by_profile", "dump", "entry_of", "summary"]
 
 
 def by_profile(results: Iterable[TestResult]) -> dict[str, list[TestResult]]:
@@ -57,6 +60,7 @@ def build(
     run: Mapping[str, Any],
 ) -> dict[str, Any]:
     """The report document as plain data."""
+    results = list(results)
     profiles = by_profile(results)
     everything = [r for tests in profiles.values() for r in tests]
     return {
@@ -66,6 +70,7 @@ def build(
         "implementation": dict(implementation),
         "environment": dict(environment),
         "summary": summary(everything),
+        "conformanceMatrix": matrix.to_data(matrix.build(results), matrix.unknown_ids(results)),
         "profiles": [
             {"name": name, "summary": summary(tests), "tests": [entry_of(t) for t in tests]}
             for name, tests in profiles.items()

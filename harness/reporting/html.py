@@ -12,6 +12,7 @@ from html import escape
 from typing import Any
 from urllib.parse import quote
 
+from harness.reporting import matrix
 from harness.reporting.conformance import RESULTS, by_profile, summary
 from harness.reporting.records import TestResult
 
@@ -22,6 +23,7 @@ table{border-collapse:collapse;width:100%;margin:.5em 0}
 th,td{border:1px solid #ddd;padding:4px 6px;text-align:left;vertical-align:top}
 th{background:#f4f4f4}td.num{text-align:right;white-space:nowrap}
 .success{background:#e6f4ea}.failure{background:#fce8e6}.skipped{background:#fef7e0}
+.not-covered{background:#f1f1f1;color:#666}td.id{white-space:nowrap;font-weight:bold}
 .badge{display:inline-block;padding:2px 10px;margin-right:6px;border-radius:10px}
 pre{background:#f8f8f8;padding:6px;overflow-x:auto;max-height:40em;white-space:pre-wrap}
 details>summary{cursor:pointer;color:#1a56b0}.muted{color:#777;font-size:90%}
@@ -97,6 +99,42 @@ def _environment(env: Mapping[str, Any]) -> str:
         else '<p class="muted">no clusters were provisioned in this run</p>'
     )
     return f"<h2>Environment</h2>{_kv_table(general)}<h3>Topology</h3>{clusters}{running}"
+
+
+def _matrix(results: Sequence[TestResult]) -> str:
+    """Every id of the conformance list with the tests citing it and their results."""
+    rows = matrix.build(results)
+    counts = matrix.counts(rows)
+    badges = "".join(
+        f'<span class="badge {_e(k.replace(" ", "-"))}">{_e(k)}: {_e(v)}</span>'
+        for k, v in counts.items()
+    )
+    lines = []
+    for row in rows:
+        status = row.status
+        tests = "<br>".join(
+            f'<span class="{_e(t.result)}">{_e(t.result)}</span> <b>{_e(t.short_name)}</b> '
+            f"<code class=muted>{_e(t.nodeid)}</code>"
+            for t in row.tests
+        )
+        lines.append(
+            f'<tr class="{_e(status.replace(" ", "-"))}"><td class="id">{_e(row.entry.id)}</td>'
+            f"<td>{_e(status)}</td><td>{_e(row.entry.text)}"
+            f"<br><span class=muted>{_e(row.entry.section)}</span></td><td>{tests}</td></tr>"
+        )
+    unknown = matrix.unknown_ids(results)
+    extra = (
+        "<p>Cited but not in the conformance list: "
+        + "; ".join(f"{_e(i)} ({_e(', '.join(n))})" for i, n in unknown.items())
+        + "</p>"
+        if unknown
+        else ""
+    )
+    return (
+        f"<h2>Conformance matrix</h2><p>{badges}</p>{extra}"
+        "<table><tr><th>id</th><th>status</th><th>statement</th><th>tests citing it</th></tr>"
+        f"{''.join(lines)}</table>"
+    )
 
 
 def _steps(result: TestResult) -> str:
@@ -188,6 +226,7 @@ def render(
         f"{_e(implementation.get('version'))} &middot; started {_e(run.get('startedAt'))} "
         f"&middot; {_e(run.get('durationSeconds'))} s &middot; exit status "
         f"{_e(run.get('exitStatus'))}</p>",
+        _matrix(results),
         f"<h2>Summary</h2><p>{_badges(counts)}</p>",
         _table(
             ["profile", *RESULTS.values(), "total"],

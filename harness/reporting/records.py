@@ -27,6 +27,8 @@ REPORT_ATTR = "isthmus_record"
 MAX_MESSAGE = 2000
 
 Outcome = Literal["passed", "failed", "skipped"]
+#: a test's outcome -> its result in the reports.
+RESULTS = {"passed": "success", "failed": "failure", "skipped": "skipped"}
 
 
 def marker_problems(item: pytest.Item) -> list[str]:
