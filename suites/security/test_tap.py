@@ -17,6 +17,7 @@ import socket
 import ssl
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -37,8 +38,13 @@ EVENTS = 3
 ROUND = 5
 
 
-def _tap(ip: str, client: Leaf | None, server_id: str | None, anchor: Path) -> bytes:
-    """Everything the tap port answers to one ``GET /tap`` (TLS unless ``server_id`` is None)."""
+def _tap(
+    ip: str, client: Leaf | None, server_id: str | None, anchor: Path, authority: str = ""
+) -> bytes:
+    """Everything the tap port answers to one ``GET /tap`` (TLS unless ``server_id`` is None).
+
+    ``authority`` keeps the stream to requests for it (the kubelet's probes have another).
+    """
     raw = socket.create_connection((ip, TAP_PORT), timeout=TIMEOUTS.http_call)
     sock: socket.socket = raw
     received = b""
@@ -49,6 +55,8 @@ def _tap(ip: str, client: Leaf | None, server_id: str | None, anchor: Path) -> b
                 context.load_cert_chain(str(client.chain), str(client.key))
             sock = context.wrap_socket(raw, server_hostname=server_id)
         query = f"limit={EVENTS}&direction=inbound"
+        if authority:
+            query += f"&authority={authority}"
         sock.sendall(f"GET /tap?{query} HTTP/1.1\r\nhost: {ip}\r\n\r\n".encode())
         while True:
             chunk = sock.recv(65536)
@@ -121,7 +129,7 @@ def test_tap_is_served_only_to_the_tap_identity_over_mtls(
 
     url = service_url(mesh, c, ns, "server")
     with ThreadPoolExecutor(max_workers=1) as pool:
-        stream = pool.submit(_tap, ip, tapper, server_id, anchor)
+        stream = pool.submit(_tap, ip, tapper, server_id, anchor, urlsplit(url).netloc)
 
         def tapped() -> bytes | None:
             client.run(url, ROUND)
