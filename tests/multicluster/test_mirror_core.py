@@ -6,7 +6,7 @@ from dataclasses import replace
 
 from mesh.k8s.events import Deleted, Upserted
 from mesh.k8s.objects import ObjectKey, Service
-from mesh.multicluster.mirror.desired import Mode, mirror_service
+from mesh.multicluster.mirror.desired import MirrorEndpoints, Mode, mirror_service
 from mesh.multicluster.mirror.liveness import ProbeOutcome
 from mesh.multicluster.mirror.messages import (
     ApplyEndpoints,
@@ -164,6 +164,22 @@ def test_orphaned_mirrors_are_collected_at_start_and_foreign_services_are_not() 
     _, out = synced_core(remote=[kept], local=[orphan, foreign, other_link, mirror_of(kept)])
     assert deleted(out) == [ObjectKey("shop", "gone-east")]
     assert ("Normal", "OrphanedServicesGc") in events(out)
+
+
+def test_another_links_mirrors_and_their_endpoints_are_never_touched() -> None:
+    """Two links in one cluster: a full pass of one never deletes the other's mirrors,
+    whose names do not end with this link's cluster (found by the suite, CONF-12/13)."""
+    theirs = {
+        "mirror.linkerd.io/mirrored-service": "true",
+        "mirror.linkerd.io/cluster-name": "west",
+    }
+    their_service = replace(mirror_of(remote_service("api")), name="api-west", labels=theirs)
+    their_endpoints = MirrorEndpoints("shop", "api-west", labels=theirs)
+    driver, out = synced_core(local=[their_service], endpoints=[their_endpoints])
+    assert deleted(out) == [], f"deleted another link's mirror: {out}"
+    later = driver.feed(LocalEvent(Upserted(replace(their_endpoints, ready=("10.0.0.9",)))))
+    later += driver.feed(LinkUpdated(replace(link(), probe=replace(link().probe)), ("1.1.1.1",)))
+    assert deleted(later) == [], f"deleted another link's mirror: {later}"
 
 
 def test_a_missing_namespace_is_reported_and_the_mirror_follows_its_creation() -> None:

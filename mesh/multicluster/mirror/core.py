@@ -21,7 +21,7 @@ Rules:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -288,7 +288,11 @@ class MirrorCore:
                         self._observe_service(s)
                 lo.services_listed = True
             elif ev.kind is MirrorEndpoints:
-                lo.endpoints = {e.key: e for e in ev.objects if isinstance(e, MirrorEndpoints)}
+                lo.endpoints = {
+                    e.key: e
+                    for e in ev.objects
+                    if isinstance(e, MirrorEndpoints) and self._ours(e.labels)
+                }
                 lo.endpoints_listed = True
             else:
                 lo.namespaces = {n.name for n in ev.objects if isinstance(n, Namespace)}
@@ -303,6 +307,8 @@ class MirrorCore:
             dirty.update(k for k in self._remote.services if k.namespace == obj.name)
             return False
         key = ObjectKey(obj.namespace, obj.name)
+        if isinstance(obj, MirrorEndpoints) and not self._ours(obj.labels):
+            return False  # another link's mirror: never this controller's to touch
         if isinstance(obj, Service):
             lo.mirrors.pop(key, None)
             lo.foreign.discard(key)
@@ -324,12 +330,15 @@ class MirrorCore:
             dirty.add(rk)
         return False
 
-    def _observe_service(self, s: Service) -> None:
-        ours = (
-            s.labels.get(labels.MIRRORED_SERVICE) == "true"
-            and s.labels.get(labels.CLUSTER_NAME) == self.cluster
+    def _ours(self, object_labels: Mapping[str, str]) -> bool:
+        """Whether a local object with these labels is a mirror of this link's cluster."""
+        return (
+            object_labels.get(labels.MIRRORED_SERVICE) == "true"
+            and object_labels.get(labels.CLUSTER_NAME) == self.cluster
         )
-        if ours:
+
+    def _observe_service(self, s: Service) -> None:
+        if self._ours(s.labels):
             self._local.mirrors[s.key] = s
         else:
             self._local.foreign.add(s.key)
