@@ -219,6 +219,7 @@ class DestinationServicer(pb_grpc.DestinationServicer):
         except authority.AuthorityError as e:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
         except RemoteClusterNotFound as e:
+            _log.info("Get %s: %s", request.path, e)
             await context.abort(grpc.StatusCode.NOT_FOUND, str(e))
         except (TimeoutError, HubClosed) as e:
             await context.abort(grpc.StatusCode.UNAVAILABLE, str(e))
