@@ -19,10 +19,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from lightkube.resources.core_v1 import Service
 
 from fixtures.multicluster import MC_NAMESPACE, Linked
 from fixtures.workloads import LoadClient, Workloads
 from harness.adapters.promtext import Metrics
+from harness.kube import Kube
 from harness.reporting import Evidence
 from harness.settings import TIMEOUTS
 from suites.mesh._support import converge, deploy_server, pod_name, statuses
@@ -353,25 +355,37 @@ def test_unknown_cluster_is_not_found_at_once(p2p: PodToPod, evidence: Evidence)
     )
     try:
         client = _with_evidence(p2p, evidence)
-        url = f"http://{name}.{ns}.svc.{p2p.linked.clusters[SOURCE].domain}:8080/"
+        host = f"{name}.{ns}.svc.{p2p.linked.clusters[SOURCE].domain}"
+        url = f"http://{host}:8080/"
+        ghost = k.client.get(Service, name, namespace=ns)
+        ip = ghost.spec.clusterIP if ghost.spec else None
+
+        def resolvable() -> bool:
+            answer = client.resolve(host)
+            assert answer.get("addresses") == [ip], f"{host} resolves to {answer}, not [{ip}]"
+            return True
+
+        eventually(f"[{SOURCE}] {host} resolves to its cluster IP {ip}", resolvable)
         started = time.monotonic()
         result = client.run(url, 3, timeout=10, concurrency=1, label=f"-> {url}")
         took = time.monotonic() - started
         seen = statuses(result)
+        errors = [r.get("error") for r in result["records"]]
         assert "200" not in seen, f"expected no answer from a cluster that is not linked: {seen}"
         assert took < 3 * 5, (
             f"CONF-26: expected the 3 requests to fail fast (each well under its 10 s "
-            f"timeout); they took {took:.1f}s: {seen}"
+            f"timeout); they took {took:.1f}s: {seen} {errors}"
         )
-        message = f"remote cluster not found: {cluster}"
+        message = "remote cluster not found"
 
-        def logged() -> str:
-            text = _destination_logs(p2p.linked)
-            assert message in text, f"destination has not logged {message!r}"
-            return text
+        def logged() -> list[str]:
+            text = _destination_logs(p2p.linked) + _logs(k, ns, client.pod, "linkerd-proxy")
+            lines = [ln for ln in text.splitlines() if message in ln.lower() and cluster in ln]
+            assert lines, f"neither destination nor the client's proxy logged {message!r}"
+            return lines
 
-        text = eventually(f"[{SOURCE}] destination says {message!r}", logged)
-        evidence.record("destination_log", [ln for ln in text.splitlines() if message in ln][-3:])
+        lines = eventually(f"[{SOURCE}] discovery answers {message!r} for {cluster}", logged)
+        evidence.record("discovery_answer", lines[-3:])
     finally:
         delete_service(k, ns, name)
 
@@ -392,20 +406,21 @@ spec:
 """
 
 
+def _logs(k: Kube, namespace: str, pod: str, container: str) -> str:
+    r = k.http.get(
+        f"/api/v1/namespaces/{namespace}/pods/{pod}/log",
+        params={"container": container},
+        timeout=TIMEOUTS.http_call,
+    )
+    assert r.status_code == 200, f"[{k.name}] logs of {namespace}/{pod}: {r.status_code} {r.text}"
+    return r.text
+
+
 def _destination_logs(linked: Linked) -> str:
+    """What the source's destination service logged (its ``destination`` container)."""
     k = linked.kube[SOURCE]
     ns = linked.mesh.adapter.control_plane_ns
-    texts = []
-    for pod in k.pods(ns):
-        name = pod.metadata.name if pod.metadata else None
-        if not name or not name.startswith("linkerd-destination"):
-            continue
-        r = k.http.get(
-            f"/api/v1/namespaces/{ns}/pods/{name}/log",
-            params={"container": "destination"},
-            timeout=TIMEOUTS.http_call,
-        )
-        assert r.status_code == 200, f"[{SOURCE}] logs of {ns}/{name}: {r.status_code} {r.text}"
-        texts.append(r.text)
+    names = [p.metadata.name for p in k.pods(ns) if p.metadata and p.metadata.name]
+    texts = [_logs(k, ns, n, "destination") for n in names if n.startswith("linkerd-destination")]
     assert texts, f"[{SOURCE}] no linkerd-destination pod in {ns}"
     return "\n".join(texts)
