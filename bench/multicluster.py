@@ -35,7 +35,7 @@ from typing import Any, cast
 from lightkube.resources.apps_v1 import Deployment
 from lightkube.resources.discovery_v1 import EndpointSlice
 
-from bench.mesh import CONTROL_PORT, MANIFESTS, PACED_CONCURRENCY, _fmt, _print, clusters, run
+from bench.mesh import CONTROL_PORT, MANIFESTS, PACED_CONCURRENCY, _fmt, _print, clusters
 from fixtures.mesh import Mesh
 from fixtures.multicluster import ensure_linked
 from harness.adapters import get_adapter, state
@@ -51,6 +51,12 @@ READY_TIMEOUT = 120.0
 #: requests per probe while waiting for the new pod to answer, and their concurrency.
 PROBE_REQUESTS = 12
 PROBE_CONCURRENCY = 3
+#: requests of the closed-loop run (one in flight: each request's own cost, no queueing).
+SERIAL_REQUESTS = 300
+REQUEST_TIMEOUT = 5.0
+#: a paced run may take this many times its planned length on a loaded machine.
+RUN_SLOWDOWN = 6.0
+CALL_SLACK = 60.0
 P2P_SERVICE = """
 apiVersion: v1
 kind: Service
@@ -85,6 +91,23 @@ def _deploy(mesh: Mesh, adapter: MulticlusterAdapter) -> None:
     source.wait_pod_ready("client", NS)
     adapter.export(target, NS, "server", "true")
     adapter.export(target, NS, "p2p", "remote-discovery")
+
+
+def run(k: Kube, url: str, count: int, rate: float, concurrency: int) -> dict[str, Any]:
+    """One load run of the source client; its summary."""
+    body = {
+        "url": url,
+        "count": count,
+        "rate": rate,
+        "concurrency": concurrency,
+        "timeout": REQUEST_TIMEOUT,
+    }
+    planned = count / rate if rate else count * REQUEST_TIMEOUT / concurrency
+    budget = planned * RUN_SLOWDOWN + CALL_SLACK
+    r = k.pod_proxy(NS, "client", CONTROL_PORT, "/run", "POST", body, timeout=budget)
+    if r.status_code != 200:
+        raise RuntimeError(f"/run answered {r.status_code}: {r.text[:300]}")
+    return cast(dict[str, Any], r.json()["summary"])
 
 
 def _answers(k: Kube, url: str, count: int, concurrency: int) -> list[dict[str, Any]]:
@@ -178,14 +201,26 @@ def _bench(
     }
     for url in urls.values():
         _wait_mtls(source, url)
-        run(source, NS, url, 200, 0, 8)  # warm connections and discovery
+        run(source, url, 200, 0, 8)  # warm connections and discovery
     _print(f"# {mesh.adapter.name}: {SOURCE} client -> mirror -> {TARGET} server, same run")
+    _print(f"\n# closed loop: {SERIAL_REQUESTS} requests, one in flight")
+    serial = {}
+    for mode, url in urls.items():
+        s = run(source, url, SERIAL_REQUESTS, 0, 1)
+        serial[mode] = s
+        _print(f"serial   {mode:<10} {_fmt(s, SERIAL_REQUESTS)}")
+    if serial["pod-to-pod"]["p50_ms"] and serial["pod-to-pod"]["p99_ms"]:
+        _print(
+            f"serial   ratio gateway/pod-to-pod: p50 "
+            f"{serial['gateway']['p50_ms'] / serial['pod-to-pod']['p50_ms']:.2f}x  p99 "
+            f"{serial['gateway']['p99_ms'] / serial['pod-to-pod']['p99_ms']:.2f}x"
+        )
     _print("\n# latency at a fixed rate (open loop)")
     for rate in rates:
         count = int(rate * seconds)
         p50s, p99s = {}, {}
         for mode, url in urls.items():
-            s = run(source, NS, url, count, rate, PACED_CONCURRENCY)
+            s = run(source, url, count, rate, PACED_CONCURRENCY)
             p50s[mode], p99s[mode] = s["p50_ms"] or 0.0, s["p99_ms"] or 0.0
             _print(f"{rate:6.0f}/s  {mode:<10} {_fmt(s, count)}")
         if p50s["pod-to-pod"] and p99s["pod-to-pod"]:
