@@ -114,6 +114,9 @@ class KubeObjectSource:
         return merge(*streams)
 
 
+_EndpointsItem = list[Update] | RemoteClusterNotFound
+
+
 class HubClosed(Exception):
     """The hub stopped receiving events; its streams cannot be kept up to date."""
 
@@ -126,7 +129,7 @@ class DiscoveryHub:
         self._settings = settings or ServerSettings()
         self._synced = asyncio.Event()
         self._closed = False
-        self._endpoint_queues: dict[SubscriptionId, asyncio.Queue[list[Update] | None]] = {}
+        self._endpoint_queues: dict[SubscriptionId, asyncio.Queue[_EndpointsItem | None]] = {}
         self._profile_queues: dict[SubscriptionId, asyncio.Queue[Profile | None]] = {}
 
     async def run(self, source: ObjectSource) -> None:
@@ -138,6 +141,8 @@ class DiscoveryHub:
                     self._synced.set()
                 for sub, updates in changes.endpoints.items():
                     self._endpoint_queues[sub].put_nowait(updates)
+                for sub, message in changes.not_found.items():
+                    self._endpoint_queues[sub].put_nowait(RemoteClusterNotFound(message))
                 for sub, current in changes.profiles.items():
                     self._profile_queues[sub].put_nowait(current)
         finally:
@@ -166,15 +171,21 @@ class DiscoveryHub:
         return item
 
     async def endpoints(self, target: authority.Target) -> AsyncGenerator[list[Update]]:
-        """The updates for ``target``: the whole set first, then each change."""
+        """The updates for ``target``: the whole set first, then each change.
+
+        Raises ``RemoteClusterNotFound`` when the target's remote cluster is (or stops
+        being) found."""
         await self._wait_synced()
         sub, first = self.watcher.watch_endpoints(target)
-        queue: asyncio.Queue[list[Update] | None] = asyncio.Queue()
+        queue: asyncio.Queue[_EndpointsItem | None] = asyncio.Queue()
         self._endpoint_queues[sub] = queue
         try:
             yield first
             while True:
-                yield await self._next(queue)
+                item: _EndpointsItem = await self._next(queue)
+                if isinstance(item, RemoteClusterNotFound):
+                    raise item
+                yield item
         finally:
             self.watcher.unwatch(sub)
             del self._endpoint_queues[sub]

@@ -8,7 +8,8 @@ namespace; one on an IP (whose meaning can move between services and pods) on
 every event. Subscribe only once ``synced``: before that, every service looks
 missing. Remote-discovery mirrors and federated services are answered from the
 remote clusters' snapshots (``remotes``); subscribing to one whose cluster is not
-found raises ``RemoteClusterNotFound`` at once (CONF-26).
+found raises ``RemoteClusterNotFound`` at once (CONF-26), and a subscription whose
+cluster stops being found is told to end the same way (``Changes.not_found``).
 """
 
 from __future__ import annotations
@@ -52,9 +53,11 @@ class Changes:
 
     endpoints: dict[SubscriptionId, list[Update]] = field(default_factory=dict)
     profiles: dict[SubscriptionId, Profile] = field(default_factory=dict)
+    not_found: dict[SubscriptionId, str] = field(default_factory=dict)
+    """``Get`` streams to end: their remote cluster is no longer found (CONF-26)."""
 
     def __bool__(self) -> bool:
-        return bool(self.endpoints or self.profiles)
+        return bool(self.endpoints or self.profiles or self.not_found)
 
 
 def _affected(target: Target, touched: Touched) -> bool:
@@ -122,6 +125,11 @@ class DestinationWatcher:
             if not _affected(watch.target, touched):
                 continue
             resolution = self._resolve(watch.target)
+            if isinstance(resolution, RemoteMissing):
+                if not isinstance(watch.seen, RemoteMissing):
+                    changes.not_found[sub] = resolution.message
+                watch.seen = resolution
+                continue
             updates = diff(watch.seen, resolution)
             watch.seen = resolution
             if updates:

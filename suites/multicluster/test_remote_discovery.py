@@ -11,6 +11,7 @@ naming its cluster, pod and the client identity it saw.
 
 from __future__ import annotations
 
+import base64
 import secrets
 import threading
 import time
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from lightkube.resources.core_v1 import Service
+from lightkube.resources.core_v1 import Secret, Service
 
 from fixtures.multicluster import MC_NAMESPACE, Linked
 from fixtures.workloads import LoadClient, Workloads
@@ -30,6 +31,7 @@ from harness.settings import TIMEOUTS
 from suites.mesh._support import converge, deploy_server, pod_name, statuses
 from suites.multicluster._support import (
     CLUSTER_NAME,
+    LINK_LABEL,
     MIRRORED,
     addresses,
     delete_service,
@@ -37,6 +39,8 @@ from suites.multicluster._support import (
     eventually,
     gateway_pod,
     mirror,
+    private_link,
+    private_name,
 )
 
 SOURCE, TARGET = "source", "target"
@@ -388,6 +392,57 @@ def test_unknown_cluster_is_not_found_at_once(p2p: PodToPod, evidence: Evidence)
         evidence.record("discovery_answer", lines[-3:])
     finally:
         delete_service(k, ns, name)
+
+
+@pytest.mark.conformance(
+    short_name="mc-remote-discovery-broken-credentials",
+    description="A link of its own serves a remote-discovery mirror pod to pod through its "
+    "credentials Secret; once that Secret holds an unusable kubeconfig, discovery answers "
+    "'remote cluster not found' for the link's cluster and requests fail fast (CONF-26)",
+    features=["multicluster", "remote-discovery", "injection"],
+    profile="multicluster",
+    conf=["CONF-26"],
+)
+def test_broken_credentials_are_not_found_at_once(p2p: PodToPod, evidence: Evidence) -> None:
+    ns, linked = p2p.namespace, p2p.linked
+    source, target = linked.kube[SOURCE], linked.kube[TARGET]
+    name = private_name("rd")
+    # only this test's link mirrors the server, and only in remote-discovery mode
+    target.client.patch(Service, SERVER, {"metadata": {"labels": {LINK_LABEL: name}}}, namespace=ns)
+    client = _with_evidence(p2p, evidence)
+    args = (f"--remote-discovery-selector={LINK_LABEL}={name}",)
+    with private_link(linked, name, f"{LINK_LABEL}={name}-none", args):
+        mirror(linked, SOURCE, ns, f"{SERVER}-{name}")
+        url = f"http://{SERVER}-{name}.{ns}.svc.{linked.clusters[SOURCE].domain}:8080/"
+        with evidence.step(f"the link {name} serves {SERVER}-{name} pod to pod"):
+            converge(client, url)
+        secret = f"cluster-credentials-{name}"
+        broken = base64.b64encode(b"apiVersion: v1\nkind: Config\nclusters: 3\n").decode()
+        with evidence.step(f"break the kubeconfig of Secret {MC_NAMESPACE}/{secret}"):
+            source.client.patch(
+                Secret, secret, {"data": {"kubeconfig": broken}}, namespace=MC_NAMESPACE
+            )
+        message = f"remote cluster not found: {name}"
+
+        def refused() -> list[str]:
+            result = client.run(url, 3, timeout=10, concurrency=1, label=f"-> {url}")
+            seen = statuses(result)
+            assert "200" not in seen, f"{url} still answers: {seen}"
+            text = _destination_logs(linked) + _logs(source, ns, client.pod, "linkerd-proxy")
+            lines = [ln for ln in text.splitlines() if message in ln]
+            assert lines, f"neither destination nor the client's proxy logged {message!r}"
+            return lines
+
+        lines = eventually(f"[{SOURCE}] discovery answers {message!r}", refused)
+        evidence.record("discovery_answer", lines[-3:])
+        started = time.monotonic()
+        result = client.run(url, 3, timeout=10, concurrency=1, label=f"-> {url}")
+        took = time.monotonic() - started
+        assert "200" not in statuses(result), f"expected no answer: {statuses(result)}"
+        assert took < 3 * 5, (
+            f"CONF-26: expected requests to fail fast once the credentials are broken; 3 took "
+            f"{took:.1f}s: {statuses(result)}"
+        )
 
 
 _GHOST_MIRROR = """

@@ -300,12 +300,15 @@ def test_events_of_a_superseded_session_are_ignored() -> None:
     assert changes.endpoints[sub] == [NoEndpoints(exists=True)]
 
 
-def test_unlinking_during_a_stream_empties_it() -> None:
+def test_unlinking_during_a_stream_ends_it_not_found() -> None:
     w = watcher()
     link_west(w)
     sub, _ = w.watch_endpoints(TARGET)
     changes = w.apply(ClusterNotFound("west", "no Link targets it"))
-    assert changes.endpoints[sub] == [NoEndpoints(exists=False)]
+    assert changes.not_found == {sub: "remote cluster not found: west (no Link targets it)"}
+    assert sub not in changes.endpoints
+    # told once: a later event changes nothing for it
+    assert sub not in w.apply(LinksListed()).not_found
 
 
 def test_without_a_remote_trust_domain_the_local_one_is_assumed() -> None:

@@ -319,3 +319,32 @@ async def test_get_of_a_linked_cluster_streams_its_pods_with_target_labels() -> 
     finally:
         await it.channel.close(None)
         await it.server.stop()
+
+
+async def test_a_stream_whose_cluster_goes_away_ends_not_found() -> None:
+    from mesh.destination.remote import ClusterLinked, ClusterNotFound, LinksListed, RemoteObjects
+
+    remote_pod = pod("web-5d8f7c9b4-ddddd", "10.9.0.4")
+    source = FakeSource(*listed([RD_MIRROR], [], []))
+    for event in (
+        ClusterLinked("west", 1, "west.example"),
+        LinksListed(),
+        RemoteObjects("west", 1, Listed(Service, (WEB,))),
+        RemoteObjects("west", 1, Listed(EndpointSlice, (slice_of(WEB, [endpoint(remote_pod)]),))),
+        RemoteObjects("west", 1, Listed(Pod, (remote_pod,))),
+    ):
+        source.push(event)  # type: ignore[arg-type]
+    it = await start(source)
+    try:
+        call = it.get(RD_AUTHORITY)
+        first = await read(call)
+        assert isinstance(first, pb.Update)
+        assert first.WhichOneof("update") == "add"
+        source.push(ClusterNotFound("west", "Secret cluster-credentials-west is unusable"))  # type: ignore[arg-type]
+        with pytest.raises(aio.AioRpcError) as e:
+            await read(call)
+        assert e.value.code() == grpc.StatusCode.NOT_FOUND
+        assert "remote cluster not found: west" in (e.value.details() or "")
+    finally:
+        await it.channel.close(None)
+        await it.server.stop()
