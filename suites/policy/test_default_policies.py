@@ -286,6 +286,8 @@ def remote(linked: Linked, deployed: Deployed) -> RemoteCallers:
         linked.export(d.cluster, server.namespace, server.name, "true")
     unmeshed = d.stage.client(REMOTE, d.clients_ns, "unmeshed", meshed=False)
     meshed = d.stage.client(REMOTE, d.clients_ns, "meshed", meshed=True)
+    for client in (unmeshed, meshed):
+        mesh.kube[REMOTE].wait_pod_ready(client.pod, d.clients_ns)
     for server in d.servers.values():
         mirror(linked, REMOTE, server.namespace, f"{server.name}-{d.cluster}")
     gateway = gateway_pod(linked, d.cluster)
