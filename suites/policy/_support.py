@@ -318,9 +318,12 @@ def network_authentication(name: str, *networks: Mapping[str, Any]) -> str:
 
 
 def apply_docs(kube: Kube, namespace: str, *docs: str) -> float:
-    """Apply policy documents (JSON) in order; the monotonic time the last one was accepted."""
+    """Apply policy documents (JSON) to ``namespace`` in order; the monotonic time the last
+    one was accepted."""
     for doc in docs:
-        kube.apply(doc, namespace=namespace)
+        obj = json.loads(doc)
+        obj["metadata"]["namespace"] = namespace
+        kube.apply(json.dumps(obj))
     return time.monotonic()
 
 
