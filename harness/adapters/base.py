@@ -64,6 +64,9 @@ class Feature(StrEnum):
     MULTICLUSTER_UNINSTALL = "multicluster-uninstall"
     POLICY = "policy"
     """Server, AuthorizationPolicy, MeshTLS/NetworkAuthentication enforced by the proxies."""
+    REMOTE_DISCOVERY = "remote-discovery"
+    """Pod-to-pod multicluster: discovery resolves remote-discovery mirrors (and federated
+    services) to the remote pods through the link's credentials, bypassing the gateway."""
 
 
 @dataclass(frozen=True)
