@@ -29,13 +29,14 @@ fuzz-short:
 # two-flat runs everything; two-hierarchical the hierarchical substrate checks and the
 # gateway-mode suites (mirroring and traffic through the gateway); three-flat the chain.
 e2e *args:
-    {{py}} -m pytest suites -v -n 2 --provider netns --topology two-flat --report-dir reports/test-{{run_id}}/two-flat {{args}}
+    {{py}} -m pytest suites -v -n 2 --dist loadgroup --provider netns --topology two-flat --report-dir reports/test-{{run_id}}/two-flat {{args}}
+    {{py}} -m pytest suites/policy -k "cluster_domain or trust_domain" -v --provider netns --topology two-flat-trust --report-dir reports/test-{{run_id}}/two-flat-trust {{args}}
     {{py}} -m pytest suites/substrate/test_workloads.py::test_hierarchical_pod_ips_unreachable_but_load_balancer_answers suites/multicluster/test_mirroring.py suites/multicluster/test_gateway_traffic.py -v -n 2 --provider netns --topology two-hierarchical --report-dir reports/test-{{run_id}}/two-hierarchical {{args}}
     {{py}} -m pytest suites/multicluster/test_chain.py -v --provider netns --topology three-flat --report-dir reports/test-{{run_id}}/three-flat {{args}}
 
 # Bring up two-flat, run every suite, write reports under reports/, tear down.
 conformance *args:
-    {{py}} -m pytest suites -v -n 2 --provider netns --topology two-flat --report-dir reports/conformance-{{run_id}} {{args}}
+    {{py}} -m pytest suites -v -n 2 --dist loadgroup --provider netns --topology two-flat --report-dir reports/conformance-{{run_id}} {{args}}
 
 # The substrate suite on every pinned Kubernetes version but the default (the version matrix).
 matrix *args:

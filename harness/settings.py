@@ -68,6 +68,9 @@ class Timeouts:
     #: a mesh listener closes a slow or silent hostile connection (its limits are <= 30 s).
     hostile_close: float = 45
 
+    #: a policy change reaches the server's proxy (seen on a running connection's next request).
+    policy_update: float = 10
+
     @classmethod
     def from_env(cls) -> Timeouts:
         values = {}

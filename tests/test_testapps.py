@@ -410,6 +410,21 @@ async def test_client_tcp_reads_the_servers_hello(
     assert json.loads(body["line"])["pod"] == "web-0"
 
 
+async def test_client_tcp_can_speak_first(
+    server: RunningServer, client_api: HttpListener, http: aiohttp.ClientSession
+) -> None:
+    """With ``send`` the client writes its line first; the echo server still says hello."""
+    addr = f"{LOOPBACK}:{server.tcp_port}"
+    url = f"{base(client_api)}/tcp"
+    status, body = await get_json(http, url, params={"addr": addr, "send": "ping"})
+    assert status == 200
+    assert body["ok"] is True
+    assert json.loads(body["line"])["pod"] == "web-0"
+    status, bad = await get_json(http, url, params={"addr": addr, "send": "two\nlines"})
+    assert status == 400
+    assert "send" in bad["error"]
+
+
 async def test_client_tcp_reports_failures(
     server: RunningServer, client_api: HttpListener, http: aiohttp.ClientSession
 ) -> None:

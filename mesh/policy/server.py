@@ -39,6 +39,8 @@ from mesh.k8s.objects import Pod
 from mesh.k8s.watching import WatchSettings, event_reporter, list_and_watch, merge
 from mesh.policy import convert
 from mesh.policy.defaults import DefaultPolicy, PolicyConfig, parse_networks
+from mesh.policy.finding_events import FindingReporter, finding_reporter
+from mesh.policy.findings import FindingTracker
 from mesh.policy.model import InboundServer, Network
 from mesh.policy.resources import (
     AuthorizationPolicy,
@@ -167,12 +169,29 @@ class HubClosed(Exception):
 class PolicyHub:
     """Applies watch events to the watcher and routes what it says to open streams."""
 
-    def __init__(self, watcher: PolicyWatcher, settings: ServerSettings | None = None) -> None:
+    def __init__(
+        self,
+        watcher: PolicyWatcher,
+        settings: ServerSettings | None = None,
+        report: FindingReporter | None = None,
+    ) -> None:
         self.watcher = watcher
         self._settings = settings or ServerSettings()
         self._synced = asyncio.Event()
         self._closed = False
         self._queues: dict[int, asyncio.Queue[InboundServer | PodGone | None]] = {}
+        self.findings = FindingTracker(watcher.config)
+        self._report = report
+        self._reports: set[asyncio.Task[None]] = set()
+
+    def _tell(self, event: PolicyEvent) -> None:
+        """Report (without waiting) each new problem ``event`` brought to light."""
+        if self._report is None:
+            return
+        for finding in self.findings.apply(event, self.watcher.snapshot):
+            task = asyncio.create_task(self._report(finding), name="policy-finding")
+            self._reports.add(task)
+            task.add_done_callback(self._reports.discard)
 
     @property
     def synced(self) -> bool:
@@ -186,12 +205,15 @@ class PolicyHub:
                 changes = self.watcher.apply(event)
                 if self.watcher.synced:
                     self._synced.set()
+                self._tell(event)
                 for sub, change in changes.items():
                     self._queues[sub].put_nowait(change)
         finally:
             self._closed = True
             for queue in self._queues.values():
                 queue.put_nowait(None)
+            for task in list(self._reports):
+                task.cancel()
 
     async def _wait_synced(self) -> None:
         if self._closed:
@@ -258,9 +280,10 @@ class PolicyServer:
         config: PolicyConfig,
         source: ObjectSource,
         settings: ServerSettings | None = None,
+        report: FindingReporter | None = None,
     ) -> None:
         self.settings = settings or ServerSettings()
-        self.hub = PolicyHub(PolicyWatcher(config), self.settings)
+        self.hub = PolicyHub(PolicyWatcher(config), self.settings, report)
         self._source = source
         self._server: aio.Server | None = None
         self._admin: web.AppRunner | None = None
@@ -408,7 +431,9 @@ async def _serve(args: argparse.Namespace) -> None:
     kube_config = KubeConfig.from_file(args.kubeconfig) if args.kubeconfig else None
     client = AsyncClient(config=kube_config)
     identity = await certify_from_identity(identity_settings(args))
-    server = PolicyServer(config, KubeObjectSource(client))
+    server = PolicyServer(
+        config, KubeObjectSource(client), report=finding_reporter(client, COMPONENT)
+    )
     port, admin = await server.start(
         f"{args.address}:{args.port}",
         (args.address, args.admin_port),

@@ -163,6 +163,10 @@ class PolicySnapshot:
     def servers(self, namespace: str) -> list[Server]:
         return self._servers.in_namespace(namespace)
 
+    def policy_namespaces(self) -> list[str]:
+        """The namespaces holding Servers or AuthorizationPolicies, sorted."""
+        return sorted({*self._servers.by_ns, *self._authorization_policies.by_ns})
+
     def server_authorizations(self, namespace: str) -> list[ServerAuthorization]:
         return self._server_authorizations.in_namespace(namespace)
 

@@ -2,7 +2,8 @@
 
   POST /run          run a load (see ``loadgen.parse_run_spec``); records and a summary
   GET  /dns?name=    system-resolver lookup; NXDOMAIN is an answer (200), not a failure
-  GET  /tcp?addr=    connect, read the first line; ``timeout`` seconds optional
+  GET  /tcp?addr=    connect, read the first line; ``timeout`` seconds optional; ``send``
+                     text written first, plus a newline (a client-speaks-first protocol)
   GET  /token        the pod's projected service-account token (for TokenReview tests)
   GET  /healthz      200 ``ok``
 A request the API cannot accept gets 400 with ``{"error": ...}``.
@@ -91,7 +92,11 @@ async def _tcp(request: web.Request) -> web.Response:
         timeout = _probe_timeout(request.query.get("timeout"), settings)
     except ValueError as exc:
         return _bad_request(str(exc))
-    return web.json_response(await first_line(host, port, timeout, settings))
+    text = request.query.get("send", "")
+    if len(text) > settings.max_line_bytes or "\n" in text:
+        return _bad_request(f"send must be one line of at most {settings.max_line_bytes} bytes")
+    send = (text + "\n").encode() if text else b""
+    return web.json_response(await first_line(host, port, timeout, settings, send))
 
 
 def _probe_timeout(raw: str | None, settings: Settings) -> float:

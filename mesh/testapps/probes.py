@@ -112,9 +112,10 @@ def parse_addr(addr: str | None) -> tuple[str, int]:
 
 
 async def first_line(
-    host: str, port: int, within: float, settings: Settings = SETTINGS
+    host: str, port: int, within: float, settings: Settings = SETTINGS, send: bytes = b""
 ) -> TcpAnswer:
-    """Connect to ``host:port`` and read one line, all within ``within`` seconds."""
+    """Connect to ``host:port``, write ``send`` (if any), read one line, all within
+    ``within`` seconds."""
     writer: asyncio.StreamWriter | None = None
     line: str | None = None
     error: str | None = None
@@ -123,6 +124,9 @@ async def first_line(
             reader, writer = await asyncio.open_connection(
                 host, port, limit=settings.max_line_bytes
             )
+            if send:
+                writer.write(send)
+                await writer.drain()
             raw = await reader.readuntil(b"\n")
         line = _decode(raw)
     except asyncio.IncompleteReadError as exc:
