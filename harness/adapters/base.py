@@ -62,6 +62,8 @@ class Feature(StrEnum):
     MULTICLUSTER_STATUS = "multicluster-status"
     """``gateways``, ``check --multicluster``, Link status and the mirror controller's metrics."""
     MULTICLUSTER_UNINSTALL = "multicluster-uninstall"
+    VIZ = "viz"
+    """``viz stat|authz|edges|tap|top`` from the proxies' metrics and tap (``VizAdapter``)."""
 
 
 @dataclass(frozen=True)

@@ -98,6 +98,9 @@ def _window_options(command: F) -> F:
         "--prometheus-url",
         help="Read the figures from this Prometheus (its HTTP API) instead of scraping proxies.",
     )(command)
+    command = click.option(
+        "-v", "--verbose", is_flag=True, help="Say on stderr when the window opens (first scrape)."
+    )(command)
     return click.option(
         "-t",
         "--window",
@@ -124,11 +127,22 @@ def _warn(errors: list[str]) -> None:
 
 
 def _snapshots(
-    reader: ClusterReader, namespaces: list[str] | None, seconds: float, prometheus: str | None
+    reader: ClusterReader,
+    namespaces: list[str] | None,
+    seconds: float,
+    prometheus: str | None,
+    verbose: bool = False,
 ) -> tuple[list[PodScrape], list[PodScrape]]:
     pods = reader.pods(sorted(set(namespaces)) if namespaces is not None else None)
     source = PrometheusSource(prometheus) if prometheus else ScrapeSource(reader)
-    before, after, errors = source.window(pods, seconds)
+
+    def started(n: int) -> None:
+        if verbose:
+            click.echo(
+                f"viz: first scrape done ({n} proxies); the second in {seconds:g}s", err=True
+            )
+
+    before, after, errors = source.window(pods, seconds, started=started)
     _warn(errors)
     return before, after
 
@@ -168,6 +182,7 @@ def stat(
     output: str,
     window: str,
     prometheus_url: str | None,
+    verbose: bool,
     from_: str | None,
     to: str | None,
     from_namespace: str | None,
@@ -209,7 +224,7 @@ def stat(
         namespaces = None
     reader = _reader(ctx, context, kubeconfig)
     try:
-        before, after = _snapshots(reader, namespaces, seconds, prometheus_url)
+        before, after = _snapshots(reader, namespaces, seconds, prometheus_url, verbose)
         services = reader.services(scope) if kind in ("service", "authority") else []
         splits = reader.splits(scope) if kind == "trafficsplit" else []
         rows = stat_rows(
@@ -234,6 +249,7 @@ def authz(
     output: str,
     window: str,
     prometheus_url: str | None,
+    verbose: bool,
     context: str | None,
     kubeconfig: str | None,
 ) -> None:
@@ -250,7 +266,7 @@ def authz(
         target = parse_resource(resource, scope)
         reader = _reader(ctx, context, kubeconfig)
         before, after = _snapshots(
-            reader, None if scope is None else [scope], seconds, prometheus_url
+            reader, None if scope is None else [scope], seconds, prometheus_url, verbose
         )
         rows = authz_rows(Window(before, after), target, scope)
     except (ScrapeError, ValueError) as e:

@@ -14,7 +14,7 @@ The only part of ``viz stat|authz|edges`` that does I/O. Rules:
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -220,9 +220,19 @@ class ScrapeSource:
         self.reader = reader
 
     def window(
-        self, pods: Sequence[PodInfo], seconds: float, sleep: Any = time.sleep
+        self,
+        pods: Sequence[PodInfo],
+        seconds: float,
+        sleep: Callable[[float], None] = time.sleep,
+        started: Callable[[int], None] | None = None,
     ) -> tuple[list[PodScrape], list[PodScrape], list[str]]:
+        """Scrape, wait ``seconds`` (the window itself), scrape again.
+
+        ``started`` is told how many proxies the first scrape read, once it is done.
+        """
         before, errors = self.reader.scrape(pods)
+        if started is not None:
+            started(len(before))
         sleep(seconds)
         after, more = self.reader.scrape(pods)
         return before, after, errors + more
@@ -269,7 +279,11 @@ class PrometheusSource:
         ]
 
     def window(
-        self, pods: Sequence[PodInfo], seconds: float, now: float | None = None
+        self,
+        pods: Sequence[PodInfo],
+        seconds: float,
+        now: float | None = None,
+        started: Callable[[int], None] | None = None,
     ) -> tuple[list[PodScrape], list[PodScrape], list[str]]:
         end = time.time() if now is None else now
         return self.snapshot(pods, end - seconds), self.snapshot(pods, end), []
