@@ -342,6 +342,9 @@ def _tap_options(command: F) -> F:
                 show_default=True,
                 help="Control-plane namespace (its issuer signs the tap identity).",
             ),
+            click.option(
+                "-v", "--verbose", is_flag=True, help="Say on stderr when each pod's tap is open."
+            ),
         ]
     ):
         command = option(command)
@@ -368,6 +371,7 @@ def tap(
     path: str | None,
     direction: str | None,
     linkerd_namespace: str,
+    verbose: bool,
     limit: int | None,
     duration: str | None,
     context: str | None,
@@ -397,7 +401,7 @@ def tap(
             f"no running meshed pods for {target} in {scope or 'any namespace'}"
         )
     what = TapFilter(direction, authority, path, method)
-    for event in _tap_events(reader, pods, what, limit, until, linkerd_namespace):
+    for event in _tap_events(reader, pods, what, limit, until, linkerd_namespace, verbose):
         click.echo(event_line(event) if output == "json" else event_text(event))
         sys.stdout.flush()
 
@@ -409,6 +413,7 @@ def _tap_events(
     limit: int | None,
     until: float | None,
     linkerd_namespace: str,
+    verbose: bool = False,
     indexed: list[int] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Tap events as they arrive, until ``limit`` events, ``until`` or every stream ended."""
@@ -428,6 +433,11 @@ def _tap_events(
             if item.error is not None:
                 failed += 1
                 click.echo(f"warning: cannot tap {item.error}", err=True)
+                continue
+            if item.opened:
+                if verbose:
+                    w = item.workload
+                    click.echo(f"viz: tapping {w.namespace}/{w.name}", err=True)
                 continue
             assert item.event is not None
             sent += 1
@@ -463,6 +473,7 @@ def top(
     path: str | None,
     direction: str | None,
     linkerd_namespace: str,
+    verbose: bool,
     window: str,
     context: str | None,
     kubeconfig: str | None,
@@ -494,6 +505,7 @@ def top(
         None,
         until,
         linkerd_namespace,
+        verbose,
         indexed,
     ):
         board.add(event, indexed[-1])

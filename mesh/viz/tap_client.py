@@ -72,12 +72,14 @@ class TapFilter:
 
 @dataclass(frozen=True)
 class TapStream:
-    """One event (or a failure, ``error`` set) from the ``index``-th tapped pod."""
+    """One event (or a failure, ``error`` set; or ``opened``) from the ``index``-th tapped pod."""
 
     index: int
     workload: Workload
     event: dict[str, Any] | None = None
     error: str | None = None
+    opened: bool = False
+    """The pod's proxy accepted the tap: events from now on are streamed."""
 
 
 def _tap_identity(pod: Mapping[str, Any]) -> str | None:
@@ -216,8 +218,10 @@ class TapSession:
                     if not data:
                         return
                     continue
-                if isinstance(event, h11.Response) and event.status_code != 200:
-                    raise ScrapeError(f"tap answered HTTP {event.status_code}")
+                if isinstance(event, h11.Response):
+                    if event.status_code != 200:
+                        raise ScrapeError(f"tap answered HTTP {event.status_code}")
+                    self.events.put(TapStream(index, w, opened=True))
                 if isinstance(event, h11.Data):
                     pending += bytes(event.data)
                     *lines, pending = pending.split(b"\n")
