@@ -21,7 +21,14 @@ import click
 
 from mesh.install.target import kube_options, target_from
 from mesh.viz.edges import edges
-from mesh.viz.fetch import ClusterReader, PodInfo, PrometheusSource, ScrapeError, ScrapeSource
+from mesh.viz.fetch import (
+    ClusterReader,
+    PodInfo,
+    PrometheusSource,
+    ScrapeError,
+    ScrapeSource,
+    pod_info,
+)
 from mesh.viz.render import render_authz, render_edges, render_stat, table
 from mesh.viz.resources import (
     WORKLOAD_KINDS,
@@ -31,7 +38,7 @@ from mesh.viz.resources import (
     parse_selection,
 )
 from mesh.viz.scrape import PodScrape
-from mesh.viz.stat import StatQuery, authz_rows, stat_rows
+from mesh.viz.stat import StatQuery, authz_rows, members, stat_rows
 from mesh.viz.tap_client import TapFilter, TapSession
 from mesh.viz.tapview import Top, enrich, event_line, event_text
 from mesh.viz.window import Window
@@ -205,6 +212,11 @@ def stat(
         selection = parse_selection(resources)
         src = parse_resource(from_, from_namespace or namespace) if from_ else None
         dst = parse_resource(to, to_namespace or namespace) if to else None
+        if src is not None and dst is not None:
+            raise ValueError("--from and --to cannot be used together")
+        for given in (src, dst):
+            if given is not None:
+                members(given, namespace)  # a workload, or ValueError saying so
     except ValueError as e:
         raise click.BadParameter(str(e)) from None
     scope: str | None = None if all_namespaces or selection.kind == "namespace" else namespace
@@ -264,6 +276,7 @@ def authz(
     scope = None if all_namespaces else namespace
     try:
         target = parse_resource(resource, scope)
+        members(target, scope)  # a workload, or ValueError saying so
         reader = _reader(ctx, context, kubeconfig)
         before, after = _snapshots(
             reader, None if scope is None else [scope], seconds, prometheus_url, verbose
@@ -313,9 +326,6 @@ def edges_command(
 def _tap_targets(
     reader: ClusterReader, resource: Resource, namespace: str | None
 ) -> list[tuple[PodInfo, dict[str, Any]]]:
-    from mesh.viz.fetch import pod_info
-    from mesh.viz.stat import members
-
     who = members(resource, namespace)
     raw = reader.raw_pods(None if namespace is None else [namespace])
     found = [(pod_info(p, reader.cluster), p) for p in raw]
@@ -392,6 +402,7 @@ def tap(
     scope = None if all_namespaces else namespace
     try:
         target = parse_resource(resource, scope)
+        members(target, scope)  # a workload, or ValueError saying so
         reader = _reader(ctx, context, kubeconfig)
         pods = _tap_targets(reader, target, scope)
     except (ScrapeError, ValueError) as e:
@@ -488,6 +499,7 @@ def top(
     scope = None if all_namespaces else namespace
     try:
         target = parse_resource(resource, scope)
+        members(target, scope)  # a workload, or ValueError saying so
         reader = _reader(ctx, context, kubeconfig)
         pods = _tap_targets(reader, target, scope)
     except (ScrapeError, ValueError) as e:

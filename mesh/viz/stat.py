@@ -99,7 +99,7 @@ def members(resource: Resource, default_ns: str | None) -> WorkloadTest:
     kind, name = resource.kind, resource.name
     ns = resource.namespace or default_ns
     if kind not in WORKLOAD_KINDS:
-        raise ValueError(f"--from/--to and authz need a workload (deploy, pod, ns...), got {kind}")
+        raise ValueError(f"expected a workload (deploy, pod, ns, sts, ...) here, got {kind}")
     if kind == "namespace":
         return lambda w: name is None or w.namespace == name
     return lambda w: (
