@@ -27,6 +27,9 @@ if TYPE_CHECKING:
 
 __all__ = ["VizAdapter", "VizOutput", "VizRun"]
 
+TIMEOUT_AFTER_EOF = 10.0
+"""Seconds a process whose stderr has closed may take to exit."""
+
 
 @dataclass(frozen=True)
 class VizOutput:
@@ -109,17 +112,19 @@ class VizRun:
         with self._changed:
             while not any(text in line for line in self._stderr):
                 left = deadline - time.monotonic()
-                if self._done:
-                    self.process.wait(timeout=max(left, 1))
-                    raise MeshError(
-                        f"`{' '.join(self.argv)}` exited {self.process.returncode} before "
-                        f"printing {text!r}: {''.join(self._stderr)[-1500:]}"
-                    )
-                if left <= 0:
+                if self._done or left <= 0:
                     break
                 self._changed.wait(left)
             else:
                 return
+            exited = self._done
+        if exited:
+            self.process.wait(timeout=TIMEOUT_AFTER_EOF)
+            self._close()
+            raise MeshError(
+                f"`{' '.join(self.argv)}` exited {self.process.returncode} before printing "
+                f"{text!r}: {self.stderr()[-1500:]}"
+            )
         self.kill()
         raise MeshError(f"`{' '.join(self.argv)}` did not print {text!r} within {timeout:.0f}s")
 
@@ -132,8 +137,7 @@ class VizRun:
             raise MeshError(
                 f"`{' '.join(self.argv)}` did not finish within {timeout:.0f}s"
             ) from None
-        for reader in self._readers:
-            reader.join()  # the pipes are at EOF: the process exited
+        self._close()
         out = VizOutput(self.argv, "".join(self._stdout), self.stderr())
         if self.process.returncode != 0:
             raise MeshError(f"exited {self.process.returncode}: {out.describe()}")
@@ -143,3 +147,11 @@ class VizRun:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait()
+        self._close()
+
+    def _close(self) -> None:
+        for reader in self._readers:
+            reader.join()  # the pipes reach EOF once the process has exited
+        for pipe in (self.process.stdout, self.process.stderr):
+            if pipe is not None:
+                pipe.close()

@@ -37,7 +37,6 @@ from mesh.viz.resources import (
     parse_resource,
     parse_selection,
 )
-from mesh.viz.scrape import PodScrape
 from mesh.viz.stat import StatQuery, authz_rows, members, stat_rows
 from mesh.viz.tap_client import TapFilter, TapSession
 from mesh.viz.tapview import Top, enrich, event_line, event_text
@@ -139,7 +138,7 @@ def _snapshots(
     seconds: float,
     prometheus: str | None,
     verbose: bool = False,
-) -> tuple[list[PodScrape], list[PodScrape]]:
+) -> Window:
     pods = reader.pods(sorted(set(namespaces)) if namespaces is not None else None)
     source = PrometheusSource(prometheus) if prometheus else ScrapeSource(reader)
 
@@ -151,7 +150,7 @@ def _snapshots(
 
     before, after, errors = source.window(pods, seconds, started=started)
     _warn(errors)
-    return before, after
+    return Window(before, after, [p.workload for p in pods])
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -236,12 +235,10 @@ def stat(
         namespaces = None
     reader = _reader(ctx, context, kubeconfig)
     try:
-        before, after = _snapshots(reader, namespaces, seconds, prometheus_url, verbose)
+        window_ = _snapshots(reader, namespaces, seconds, prometheus_url, verbose)
         services = reader.services(scope) if kind in ("service", "authority") else []
         splits = reader.splits(scope) if kind == "trafficsplit" else []
-        rows = stat_rows(
-            Window(before, after), StatQuery(selection, scope, src, dst), services, splits
-        )
+        rows = stat_rows(window_, StatQuery(selection, scope, src, dst), services, splits)
     except (ScrapeError, ValueError) as e:
         raise _fail(e) from None
     multi = scope is None and kind != "namespace"
@@ -278,10 +275,10 @@ def authz(
         target = parse_resource(resource, scope)
         members(target, scope)  # a workload, or ValueError saying so
         reader = _reader(ctx, context, kubeconfig)
-        before, after = _snapshots(
+        window_ = _snapshots(
             reader, None if scope is None else [scope], seconds, prometheus_url, verbose
         )
-        rows = authz_rows(Window(before, after), target, scope)
+        rows = authz_rows(window_, target, scope)
     except (ScrapeError, ValueError) as e:
         raise _fail(e) from None
     click.echo(render_authz(rows, output), nl=False)

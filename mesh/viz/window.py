@@ -45,13 +45,21 @@ class Delta:
 class Window:
     """The series of every pod scraped twice, ``seconds`` apart (per pod)."""
 
-    def __init__(self, before: Iterable[PodScrape], after: Iterable[PodScrape]) -> None:
+    def __init__(
+        self,
+        before: Iterable[PodScrape],
+        after: Iterable[PodScrape],
+        pods: Iterable[Workload] = (),
+    ) -> None:
+        """``pods``: every pod in scope, scraped or not (unmeshed ones count in MESHED)."""
         first = {(s.workload.namespace, s.workload.name): s for s in before}
         self.deltas: list[Delta] = []
-        self.workloads: list[Workload] = []
+        known = {(w.namespace, w.name): w for w in pods}
+        for later in after:
+            known.setdefault((later.workload.namespace, later.workload.name), later.workload)
+        self.workloads: list[Workload] = list(known.values())
         for later in after:
             key = (later.workload.namespace, later.workload.name)
-            self.workloads.append(later.workload)
             earlier = first.get(key)
             seconds = later.at - earlier.at if earlier is not None else 0.0
             old = {_key(s): s.value for s in earlier.samples} if earlier is not None else {}

@@ -38,7 +38,7 @@ def policed(viz_app: VizApp) -> VizApp:
     load_in_cluster_generic_resources(app.kube.client)
     app.kube.apply(
         (HERE / "viz-policy.yaml").read_text(),
-        namespace=app.namespace,
+        ns=app.namespace,
         identity=app.identity("client"),
     )
     seen: list[str] = []

@@ -19,7 +19,7 @@ from lightkube.generic_resource import load_in_cluster_generic_resources
 from harness.kube import wait_for
 from harness.reporting import Evidence
 from harness.settings import TIMEOUTS
-from suites.viz._support import WINDOW, WINDOW_OPEN, VizApp, json_rows, row_named, rows
+from suites.viz._support import HERE, WINDOW, WINDOW_OPEN, VizApp, json_rows, row_named, rows
 
 STAT_COLUMNS = [
     "NAME", "MESHED", "SUCCESS", "RPS", "LATENCY_P50", "LATENCY_P95", "LATENCY_P99", "TCP_CONN",
@@ -51,12 +51,7 @@ def test_stat_columns_and_rps_of_a_known_load(viz_app: VizApp, evidence: Evidenc
     app = viz_app
     ns = app.namespace
     load_in_cluster_generic_resources(app.kube.client)
-    app.kube.apply(
-        "apiVersion: split.smi-spec.io/v1alpha2\nkind: TrafficSplit\n"
-        "metadata: {name: server-split}\n"
-        "spec: {service: server, backends: [{service: server, weight: 100}]}\n",
-        namespace=ns,
-    )
+    app.kube.apply((HERE / "viz-split.yaml").read_text(), ns=ns)
     baseline = app.mesh.metrics(app.cluster, ns, "client").sum(
         "request_total", direction="outbound"
     )
