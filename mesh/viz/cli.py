@@ -37,6 +37,7 @@ from mesh.viz.resources import (
     parse_resource,
     parse_selection,
 )
+from mesh.viz.scrape import Workload
 from mesh.viz.stat import StatQuery, authz_rows, members, stat_rows
 from mesh.viz.tap_client import TapFilter, TapSession
 from mesh.viz.tapview import Top, enrich, event_line, event_text
@@ -322,13 +323,14 @@ def edges_command(
 
 def _tap_targets(
     reader: ClusterReader, resource: Resource, namespace: str | None
-) -> list[tuple[PodInfo, dict[str, Any]]]:
+) -> tuple[list[tuple[PodInfo, dict[str, Any]]], dict[str, Workload]]:
+    """The meshed pods of ``resource`` to tap, and every running pod by IP (to name peers)."""
     who = members(resource, namespace)
-    raw = reader.raw_pods(None if namespace is None else [namespace])
-    found = [(pod_info(p, reader.cluster), p) for p in raw]
-    return [
+    found = [(pod_info(p, reader.cluster), p) for p in reader.raw_pods(None)]
+    targets = [
         (info, p) for info, p in found if info.workload.meshed and info.ip and who(info.workload)
     ]
+    return targets, {info.ip: info.workload for info, _ in found if info.ip}
 
 
 def _tap_options(command: F) -> F:
@@ -401,7 +403,7 @@ def tap(
         target = parse_resource(resource, scope)
         members(target, scope)  # a workload, or ValueError saying so
         reader = _reader(ctx, context, kubeconfig)
-        pods = _tap_targets(reader, target, scope)
+        pods, by_ip = _tap_targets(reader, target, scope)
     except (ScrapeError, ValueError) as e:
         raise _fail(e) from None
     if not pods:
@@ -409,7 +411,7 @@ def tap(
             f"no running meshed pods for {target} in {scope or 'any namespace'}"
         )
     what = TapFilter(direction, authority, path, method)
-    for event in _tap_events(reader, pods, what, limit, until, linkerd_namespace, verbose):
+    for event in _tap_events(reader, pods, by_ip, what, limit, until, linkerd_namespace, verbose):
         click.echo(event_line(event) if output == "json" else event_text(event))
         sys.stdout.flush()
 
@@ -417,6 +419,7 @@ def tap(
 def _tap_events(
     reader: ClusterReader,
     pods: list[tuple[PodInfo, dict[str, Any]]],
+    by_ip: dict[str, Workload],
     what: TapFilter,
     limit: int | None,
     until: float | None,
@@ -451,7 +454,7 @@ def _tap_events(
             sent += 1
             if indexed is not None:
                 indexed.append(item.index)
-            yield enrich(item.event, item.workload)
+            yield enrich(item.event, item.workload, by_ip)
         if failed == len(pods):
             raise click.ClickException("no pod could be tapped")
 
@@ -498,7 +501,7 @@ def top(
         target = parse_resource(resource, scope)
         members(target, scope)  # a workload, or ValueError saying so
         reader = _reader(ctx, context, kubeconfig)
-        pods = _tap_targets(reader, target, scope)
+        pods, by_ip = _tap_targets(reader, target, scope)
     except (ScrapeError, ValueError) as e:
         raise _fail(e) from None
     if not pods:
@@ -510,6 +513,7 @@ def top(
     for event in _tap_events(
         reader,
         pods,
+        by_ip,
         TapFilter(direction, authority, path, method),
         None,
         until,

@@ -152,7 +152,7 @@ class TapSession:
         )
         base = Path(self._dir.name) / f"tap-{len(self._contexts)}"
         chain, key_file = base.with_suffix(".crt"), base.with_suffix(".key")
-        chain.write_bytes(leaf.chain_pem())
+        chain.write_bytes(leaf.leaf_pem() + leaf.chain_pem())
         key_file.touch(mode=0o600)
         key_file.write_bytes(
             key.private_bytes(

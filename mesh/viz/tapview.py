@@ -5,7 +5,8 @@ Rules:
   (``requestInitEvent``, ``responseInitEvent.httpStatus``, ``responseEndEvent``
   with ``source``/``destination`` and their ``metadata``); ``enrich`` adds the
   tapped pod's own metadata (``namespace``, ``pod``, ``deployment``, ...) to
-  the side of the event that is that pod, as Linkerd's tap API does.
+  the side of the event that is that pod, and the other side's when its IP is a
+  known pod's, as Linkerd's tap API does.
 - ``-o json`` prints one compact object per line (a jq stream); the default
   prints Linkerd's one-line ``req``/``rsp``/``end`` form.
 - ``Top`` aggregates events by source, destination, method and path: count,
@@ -16,6 +17,7 @@ Rules:
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,15 +34,24 @@ def _peer_meta(w: Workload) -> dict[str, str]:
     return meta
 
 
-def enrich(event: Event, tapped: Workload) -> Event:
-    """``event`` with ``tapped``'s metadata on its side (source if outbound, else destination)."""
-    side = "source" if event.get("proxyDirection") == "OUTBOUND" else "destination"
-    peer = event.get(side)
+def _add(peer: Any, w: Workload) -> None:
     if isinstance(peer, dict):
         meta = peer.setdefault("metadata", {})
         if isinstance(meta, dict):
-            for k, v in _peer_meta(tapped).items():
+            for k, v in _peer_meta(w).items():
                 meta.setdefault(k, v)
+
+
+def enrich(event: Event, tapped: Workload, by_ip: Mapping[str, Workload] | None = None) -> Event:
+    """``event`` with ``tapped``'s metadata on its side (source if outbound, else
+    destination), and the other side's pod's metadata when ``by_ip`` knows its address."""
+    mine, other = "source", "destination"
+    if event.get("proxyDirection") != "OUTBOUND":
+        mine, other = other, mine
+    _add(event.get(mine), tapped)
+    peer = event.get(other)
+    if by_ip and isinstance(peer, dict) and str(peer.get("ip")) in by_ip:
+        _add(peer, by_ip[str(peer["ip"])])
     return event
 
 

@@ -145,6 +145,10 @@ def test_tap_events_as_linkerds_text_and_enriched() -> None:
     assert enriched["source"]["metadata"]["deployment"] == "slow-cooker"
     assert enriched["source"]["metadata"]["tls"] == "true"  # the proxy's own metadata stays
     assert "pod" not in enriched["destination"]["metadata"]
+    bb = Workload("mc-demo", "bb-1", {"deployment": "bb"}, "bb", "bb.x")
+    named = enrich(_event(RequestInit(), Direction.OUTBOUND), w, {"10.0.0.2": bb})
+    assert named["destination"]["metadata"]["deployment"] == "bb"
+    assert named["destination"]["metadata"]["server_id"] == "bb.x"
 
 
 def test_top_aggregates_by_route() -> None:
