@@ -68,7 +68,7 @@ class Timeouts:
     #: a mesh listener closes a slow or silent hostile connection (its limits are <= 30 s).
     hostile_close: float = 45
     #: a ``viz`` command's time beyond its own ``--window`` (listing pods, two scrapes).
-    viz_command: float = 60
+    viz_command: float = 120
 
     @classmethod
     def from_env(cls) -> Timeouts:

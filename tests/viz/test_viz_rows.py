@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -244,3 +245,32 @@ def test_selection_spellings(args: list[str], expected: Selection) -> None:
 def test_selection_errors(args: list[str], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         parse_selection(args)
+
+
+REAL = Path(__file__).parent / "data" / "source-client-gateway-mode.prom"
+"""A real scrape of a meshed load client in the source cluster of a flat two-cluster run,
+after it called ``server-target`` (a gateway-mode mirror); namespace renamed to mc-demo."""
+
+
+def test_a_real_scrape_gives_the_cross_cluster_edge_through_the_gateway() -> None:
+    client = Workload(
+        NS, "client", {}, "default", f"default.{NS}.serviceaccount.identity.linkerd.source"
+    )
+    scrape = PodScrape(client, 0.0, parse_samples(REAL.read_text(), "client"))
+    found = {e.dst: e for e in edges([scrape], "pod", NS)}
+    gateway = found["svc/server"]
+    assert gateway.dst_cluster == "target"
+    assert (
+        gateway.server_id
+        == "linkerd-gateway.linkerd-multicluster.serviceaccount.identity.linkerd.target"
+    )
+    assert gateway.client_id == client.identity
+    assert set(found) == {"svc/server"}
+    same = Window([scrape], [PodScrape(client, 5.0, scrape.samples)])
+    fig = same.figures(lambda w: True, lambda s: s.labels.get("direction") == "outbound")
+    assert fig.requests == 0
+    assert fig.rps == 0.0
+    services = [ServiceInfo(NS, "server-target", "target")]
+    q = StatQuery(Selection("authority"), NS, from_=Resource("pod", "client", NS))
+    by_name = {r.name: r for r in stat_rows(same, q, services)}
+    assert by_name[f"server-target.{NS}.svc.source:8080"].cluster == "target"
