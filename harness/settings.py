@@ -67,6 +67,8 @@ class Timeouts:
     capture_start: float = 10
     #: a mesh listener closes a slow or silent hostile connection (its limits are <= 30 s).
     hostile_close: float = 45
+    #: a ``viz`` command's time beyond its own ``--window`` (listing pods, two scrapes).
+    viz_command: float = 120
 
     #: a policy change reaches the server's proxy (seen on a running connection's next request).
     policy_update: float = 10

@@ -11,6 +11,7 @@ from mesh.install.cli import install, uninstall
 from mesh.install.components import component
 from mesh.install.target import KubeTarget, kube_options
 from mesh.multicluster.cli import multicluster
+from mesh.viz.cli import viz
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -29,6 +30,7 @@ main.add_command(inject)
 main.add_command(identity)
 main.add_command(component)
 main.add_command(multicluster)
+main.add_command(viz)
 main.add_command(
     click.Group("mc", commands=multicluster.commands, hidden=True, help="Alias of multicluster.")
 )

@@ -67,6 +67,8 @@ class Feature(StrEnum):
     REMOTE_DISCOVERY = "remote-discovery"
     """Pod-to-pod multicluster: discovery resolves remote-discovery mirrors (and federated
     services) to the remote pods through the link's credentials, bypassing the gateway."""
+    VIZ = "viz"
+    """``viz stat|authz|edges|tap|top`` from the proxies' metrics and tap (``VizAdapter``)."""
 
 
 @dataclass(frozen=True)

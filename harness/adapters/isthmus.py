@@ -32,6 +32,7 @@ from harness.adapters.base import (
     parse_check_json,
 )
 from harness.adapters.isthmus_multicluster import IsthmusMulticluster
+from harness.adapters.isthmus_viz import IsthmusViz
 from harness.settings import TIMEOUTS
 
 if TYPE_CHECKING:
@@ -128,7 +129,7 @@ def default_kubectl(cluster: Cluster) -> str:
     return found
 
 
-class IsthmusAdapter(IsthmusMulticluster):
+class IsthmusAdapter(IsthmusMulticluster, IsthmusViz):
     """The Isthmus mesh, driven through ``isthmus`` and kubectl."""
 
     name = "isthmus"
