@@ -298,6 +298,9 @@ STEP_SECONDS = 15.0
 SHIFTS = ((0, 100), (50, 50), (100, 0))
 #: requests in flight at most (the client falls behind the schedule only beyond this).
 IN_FLIGHT = 16
+#: a request due at i / RATE after the load was asked for is sent up to this much later
+#: (the call reaching the client), so step windows end this long before the next change.
+SCHEDULE_SLACK = 1.0
 
 
 def _changed_at(records: list[dict[str, Any]], since: float, old: set[str], new: set[str]) -> float:
@@ -373,6 +376,7 @@ def test_shifting_weights_under_load_fails_no_request(site: SplitSite, evidence:
             f"{[round(t, 1) for t in shifted_at]} s; saw {seen}"
         )
         settled: list[float] = []
+        failures: list[str] = []
         for step, (local_w, remote_w) in enumerate(SHIFTS):
             start = shifted_at[step]
             end = shifted_at[step + 1] if step + 1 < len(SHIFTS) else count / RATE
@@ -383,27 +387,32 @@ def test_shifting_weights_under_load_fails_no_request(site: SplitSite, evidence:
                 new = {c for c, w in weights.items() if w}
                 took = _changed_at(records, start, old, new)
                 settled.append(round(took, 3))
-                assert took <= settle, (
-                    f"CONF-41: expected requests to follow {local_w}/{remote_w} within "
-                    f"{settle:g} s of the change at {start:.1f} s; took {took:.2f} s"
-                )
-            window = [r for r in records if start + settle <= r["i"] / RATE < end]
+                if took > settle:
+                    failures.append(
+                        f"requests followed {local_w}/{remote_w} only {took:.2f} s after the "
+                        f"change at {start:.1f} s (allowed {settle:g} s)"
+                    )
+            # requests are sent up to SCHEDULE_SLACK after their due time i / RATE
+            window = [r for r in records if start + settle <= r["i"] / RATE < end - SCHEDULE_SLACK]
             counts = {SOURCE: 0, TARGET: 0}
             for r in window:
                 counts[responder_cluster(r)] = counts.get(responder_cluster(r), 0) + 1
             verdict = judge(counts, weights)
-            record_share(
-                evidence,
-                f"step {step + 1}: {local_w}/{remote_w} (from {start + settle:.1f} s)",
-                weights,
-                counts,
-                verdict,
-            )
-            assert verdict.holds, (
-                f"CONF-41: step {local_w}/{remote_w}, settled window "
-                f"[{start + settle:.1f}, {end:.1f}) s: {verdict.describe()}"
-            )
+            label = f"step {step + 1}: {local_w}/{remote_w}"
+            span = f"[{start + settle:.1f}, {end - SCHEDULE_SLACK:.1f}) s"
+            record_share(evidence, f"{label} ({span})", weights, counts, verdict)
+            if not verdict.holds:
+                stray_at = [
+                    round(r["i"] / RATE, 2)
+                    for r in window
+                    if weights.get(responder_cluster(r), 0) == 0
+                ]
+                failures.append(
+                    f"{label}, settled window {span}: {verdict.describe()}; requests to "
+                    f"weight-0 backends due at {stray_at[:10]} s"
+                )
         evidence.record("shift settle seconds", {"changes_at": shifted_at, "settled": settled})
+        assert not failures, "CONF-41: " + "; ".join(failures)
     finally:
         delete(source, split_api(ns), name)
     routes_to(site, {SOURCE}, "the shift split deleted")
