@@ -17,13 +17,21 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from lightkube.resources.core_v1 import Service
 
 from fixtures.multicluster import Linked
-from harness.kube import wait_for
+from fixtures.workloads import LoadClient, Workloads
+from harness.kube import Kube, wait_for
 from harness.reporting import Evidence
 from harness.settings import TIMEOUTS
 from suites.mesh._support import statuses
-from suites.multicluster._support import eventually
+from suites.multicluster._support import (
+    LINK_LABEL,
+    eventually,
+    mirror,
+    private_link,
+    private_name,
+)
 from suites.split._support import (
     ALPHA,
     APEX,
@@ -416,3 +424,100 @@ def test_shifting_weights_under_load_fails_no_request(site: SplitSite, evidence:
     finally:
         delete(source, split_api(ns), name)
     routes_to(site, {SOURCE}, "the shift split deleted")
+
+
+def _answered_by(client: LoadClient, url: str, evidence: Evidence, label: str) -> dict[str, int]:
+    result = client.run(url, SAMPLE, concurrency=4, timeout=5, label=label)
+    seen = statuses(result)
+    assert seen == {"200": SAMPLE}, f"{label}: expected {SAMPLE} x 200; saw {seen}"
+    return dict(tally(result))
+
+
+@pytest.mark.requires(clusters=2)
+@pytest.mark.conformance(
+    short_name="split-linked-both-ways",
+    description="Seed 004's shape: the clusters linked both ways at once, the same Service "
+    "name in both, each side with the mirror of the other's; a 50/50 TrafficSplit on the "
+    "source side alone divides the source's requests between both clusters (two-sided "
+    f"exact binomial test at alpha={ALPHA}) while the target's clients still reach their "
+    "local Service directly and the source's through the reverse mirror; then a split on "
+    "the target side too divides its requests both ways as well (CONF-39)",
+    features=["multicluster", "multicluster-gateway", "traffic-split"],
+    profile="multicluster",
+    conf=["CONF-39"],
+)
+def test_linked_both_ways_with_a_split_on_each_side(site: SplitSite, evidence: Evidence) -> None:
+    linked, ns, source = site.linked, site.namespace, site.source
+    target = linked.kube[TARGET]
+    reverse = private_name("back")
+    back_mirror = f"{LOCAL}-{reverse}"
+    weights = {SOURCE: 50.0, TARGET: 50.0}
+    made: list[tuple[Kube, str, str]] = []
+    source.client.patch(
+        Service, LOCAL, {"metadata": {"labels": {LINK_LABEL: reverse}}}, namespace=ns
+    )
+    try:
+        with private_link(linked, reverse, f"{LINK_LABEL}={reverse}", source=TARGET, target=SOURCE):
+            with evidence.step(f"reverse link {reverse}: {TARGET} mirrors {SOURCE}"):
+                mirror(linked, TARGET, ns, back_mirror)
+                there = Workloads(linked.kube, ns, evidence).client(TARGET, name="client-back")
+                domain = linked.clusters[TARGET].domain
+                local_url = f"http://{LOCAL}.{ns}.svc.{domain}:8080/"
+                back_url = f"http://{back_mirror}.{ns}.svc.{domain}:8080/"
+            split = manifest(
+                "trafficsplit-v1alpha2.yaml",
+                name="one-side",
+                apex=APEX,
+                local=LOCAL,
+                remote=REMOTE,
+                local_weight=50,
+                remote_weight=50,
+            )
+            with evidence.step("split on the source side only"):
+                create(source, split_api(ns), split)
+                made.append((source, split_api(ns), "one-side"))
+                _split_takes_effect(site, f"[{SOURCE}] the split reaches {TARGET}")
+                counts = _answered_by(site.client, site.url, evidence, f"{SOURCE} apex")
+                verdict = judge(counts, weights)
+                record_share(evidence, f"{SOURCE}: split 50/50", weights, counts, verdict)
+                assert verdict.holds, f"[{SOURCE}] split 50/50: {verdict.describe()}"
+                converge_there = _answered_by(there, local_url, evidence, f"{TARGET} local")
+                assert set(converge_there) == {TARGET}, (
+                    f"[{TARGET}] expected its own {LOCAL} (no split on this side) to answer "
+                    f"every request; saw {converge_there}"
+                )
+                via_back = _answered_by(there, back_url, evidence, f"{TARGET} -> {back_mirror}")
+                assert set(via_back) == {SOURCE}, (
+                    f"[{TARGET}] expected {back_mirror} (the reverse mirror) to reach "
+                    f"{SOURCE} only; saw {via_back}"
+                )
+            back_split = manifest(
+                "trafficsplit-v1alpha2.yaml",
+                name="other-side",
+                apex=APEX,
+                local=LOCAL,
+                remote=back_mirror,
+                local_weight=50,
+                remote_weight=50,
+            )
+            with evidence.step("split on the target side too"):
+                create(target, split_api(ns), back_split)
+                made.append((target, split_api(ns), "other-side"))
+
+                def both() -> bool:
+                    seen = tally(there.run(local_url, 10, concurrency=2, timeout=3))
+                    assert SOURCE in seen, f"[{TARGET}] answers so far: {dict(seen)}"
+                    return True
+
+                eventually(f"[{TARGET}] the split reaches {SOURCE}", both, TIMEOUTS.convergence)
+                counts = _answered_by(there, local_url, evidence, f"{TARGET} apex")
+                verdict = judge(counts, weights)
+                record_share(evidence, f"{TARGET}: split 50/50", weights, counts, verdict)
+                assert verdict.holds, f"[{TARGET}] split 50/50: {verdict.describe()}"
+    finally:
+        for kube, api, name in made:
+            delete(kube, api, name)
+        source.client.patch(
+            Service, LOCAL, {"metadata": {"labels": {LINK_LABEL: None}}}, namespace=ns
+        )
+    routes_to(site, {SOURCE}, "both splits deleted")
