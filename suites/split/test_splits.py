@@ -379,9 +379,15 @@ def test_shifting_weights_under_load_fails_no_request(site: SplitSite, evidence:
             raise out["error"]
         records: list[dict[str, Any]] = out["result"]["records"]
         seen = statuses(out["result"])
+        failed = [
+            {"due_s": round(r["i"] / RATE, 2), "status": r["status"], "error": r.get("error")}
+            for r in records
+            if r["status"] != 200
+        ]
+        evidence.record("shift failures", failed[:50])
         assert seen == {"200": count}, (
             f"CONF-41: expected all {count} requests to succeed while the weights shifted at "
-            f"{[round(t, 1) for t in shifted_at]} s; saw {seen}"
+            f"{[round(t, 1) for t in shifted_at]} s; saw {seen}; failed (due time): {failed[:10]}"
         )
         settled: list[float] = []
         failures: list[str] = []
