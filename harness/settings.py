@@ -72,6 +72,8 @@ class Timeouts:
 
     #: a policy change reaches the server's proxy (seen on a running connection's next request).
     policy_update: float = 10
+    #: requests follow a TrafficSplit / HTTPRoute change (destination streams it to proxies).
+    split_settle: float = 5
 
     @classmethod
     def from_env(cls) -> Timeouts:

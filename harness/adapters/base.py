@@ -69,6 +69,10 @@ class Feature(StrEnum):
     services) to the remote pods through the link's credentials, bypassing the gateway."""
     VIZ = "viz"
     """``viz stat|authz|edges|tap|top`` from the proxies' metrics and tap (``VizAdapter``)."""
+    TRAFFIC_SPLIT = "traffic-split"
+    """SMI TrafficSplit weights divide an apex Service's requests among backends."""
+    HTTP_ROUTES = "http-routes"
+    """HTTPRoute (GAMMA: parentRef a Service) weights and matches route requests."""
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,8 @@ import argparse
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
-from typing import Protocol, TypeVar
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from typing import Protocol, TypeVar, cast
 
 import grpc
 from grpc import aio
@@ -33,6 +33,8 @@ from mesh.destination.profiles import Profile
 from mesh.destination.remote import RemoteEvent
 from mesh.destination.remote_source import RemoteSource
 from mesh.destination.snapshot import SnapshotEvent
+from mesh.destination.split_watch import ProblemReporter, split_streams
+from mesh.destination.splits import Problem
 from mesh.destination.translate import profile_message, update_message
 from mesh.destination.watcher import DestinationWatcher, RemoteClusterNotFound, SubscriptionId
 from mesh.identity.bootstrap import add_identity_arguments, certify_from_identity, identity_settings
@@ -109,9 +111,11 @@ class KubeObjectSource:
             ),
             list_and_watch(client, core_v1.Pod, convert.pod, Pod, settings=settings, report=report),
         ]
+        splits = split_streams(client, settings, report)
+        split_events = cast(list[AsyncIterator[SnapshotEvent]], splits)
         if self.remote_discovery:
             streams.append(RemoteSource(client).events())
-        return merge(*streams)
+        return merge(*streams, *split_events)
 
 
 _EndpointsItem = list[Update] | RemoteClusterNotFound
@@ -124,9 +128,15 @@ class HubClosed(Exception):
 class DiscoveryHub:
     """Applies watch events to the watcher and routes what it says to open streams."""
 
-    def __init__(self, watcher: DestinationWatcher, settings: ServerSettings | None = None) -> None:
+    def __init__(
+        self,
+        watcher: DestinationWatcher,
+        settings: ServerSettings | None = None,
+        on_problems: Callable[[frozenset[Problem]], None] | None = None,
+    ) -> None:
         self.watcher = watcher
         self._settings = settings or ServerSettings()
+        self._on_problems = on_problems
         self._synced = asyncio.Event()
         self._closed = False
         self._endpoint_queues: dict[SubscriptionId, asyncio.Queue[_EndpointsItem | None]] = {}
@@ -145,6 +155,8 @@ class DiscoveryHub:
                     self._endpoint_queues[sub].put_nowait(RemoteClusterNotFound(message))
                 for sub, current in changes.profiles.items():
                     self._profile_queues[sub].put_nowait(current)
+                if self._on_problems is not None and self.watcher.synced:
+                    self._on_problems(self.watcher.problems())
         finally:
             self._closed = True
             for equeue in self._endpoint_queues.values():
@@ -257,9 +269,10 @@ class DestinationServer:
         config: DiscoveryConfig,
         source: ObjectSource,
         settings: ServerSettings | None = None,
+        on_problems: Callable[[frozenset[Problem]], None] | None = None,
     ) -> None:
         self.settings = settings or ServerSettings()
-        self.hub = DiscoveryHub(DestinationWatcher(config), self.settings)
+        self.hub = DiscoveryHub(DestinationWatcher(config), self.settings, on_problems)
         self._source = source
         self._server: aio.Server | None = None
         self._feed: asyncio.Task[None] | None = None
@@ -342,7 +355,8 @@ async def _serve(args: argparse.Namespace) -> None:
     client = AsyncClient(config=kube_config)
     identity = await certify_from_identity(identity_settings(args))
     source = KubeObjectSource(client, remote_discovery=not args.no_remote_discovery)
-    server = DestinationServer(config, source)
+    reporter = ProblemReporter(client, COMPONENT)
+    server = DestinationServer(config, source, on_problems=reporter)
     port = await server.start(f"{args.address}:{args.port}", identity.serving.credentials())
     _log.info(
         "destination serving on %s:%d (cluster domain %s, trust domain %s)",
@@ -354,6 +368,7 @@ async def _serve(args: argparse.Namespace) -> None:
     try:
         await serve_until_stopped("destination", server.wait(), server.stop)
     finally:
+        await reporter.close()
         await identity.close()
         await client.close()
 

@@ -10,13 +10,16 @@ missing. Remote-discovery mirrors and federated services are answered from the
 remote clusters' snapshots (``remotes``); subscribing to one whose cluster is not
 found raises ``RemoteClusterNotFound`` at once (CONF-26), and a subscription whose
 cluster stops being found is told to end the same way (``Changes.not_found``).
+TrafficSplit and HTTPRoute events feed the ``SplitStore`` the profiles
+are split by; they do not count towards ``synced`` (a cluster without those
+CRDs still gets discovery).
 """
 
 from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
-from typing import NewType
+from typing import NewType, cast
 
 from mesh.destination.authority import ServiceTarget, Target
 from mesh.destination.config import DiscoveryConfig
@@ -25,6 +28,9 @@ from mesh.destination.profiles import Profile, profile
 from mesh.destination.remote import REMOTE_EVENT_TYPES, RemoteClusters, RemoteEvent
 from mesh.destination.remote_endpoints import RemoteMissing, resolve_with_remotes
 from mesh.destination.snapshot import ClusterSnapshot, SnapshotEvent, Touched
+from mesh.destination.split_objects import HttpRoute, TrafficSplit
+from mesh.destination.splits import Problem, SplitEvent, SplitStore, problems
+from mesh.k8s.events import Listed
 
 __all__ = ["Changes", "DestinationWatcher", "RemoteClusterNotFound", "SubscriptionId"]
 
@@ -73,6 +79,7 @@ class DestinationWatcher:
         self.config = config
         self.snapshot = snapshot if snapshot is not None else ClusterSnapshot()
         self.remotes = RemoteClusters(config)
+        self.splits = SplitStore()
         self._ids = itertools.count(1)
         self._endpoints: dict[SubscriptionId, _EndpointsWatch] = {}
         self._profiles: dict[SubscriptionId, _ProfileWatch] = {}
@@ -102,7 +109,7 @@ class DestinationWatcher:
 
     def watch_profile(self, target: Target) -> tuple[SubscriptionId, Profile]:
         """Open a ``GetProfile`` subscription; return its id and the first profile."""
-        current = profile(self.snapshot, self.config, target)
+        current = profile(self.snapshot, self.config, target, self.splits)
         sub = self._next_id()
         self._profiles[sub] = _ProfileWatch(target, current)
         return sub, current
@@ -112,14 +119,27 @@ class DestinationWatcher:
         self._endpoints.pop(sub, None)
         self._profiles.pop(sub, None)
 
-    def apply(self, event: SnapshotEvent | RemoteEvent) -> Changes:
+    def problems(self) -> frozenset[Problem]:
+        """What is wrong with the split objects now (to report as Events)."""
+        return problems(self.snapshot, self.splits)
+
+    def _record(self, event: SnapshotEvent | SplitEvent) -> Touched:
+        if isinstance(event, Listed):
+            split_kind = issubclass(event.kind, (TrafficSplit, HttpRoute))
+        else:
+            split_kind = isinstance(event.obj, (TrafficSplit, HttpRoute))
+        if split_kind:
+            return self.splits.apply(cast(SplitEvent, event))
+        return self.snapshot.apply(cast(SnapshotEvent, event))
+
+    def apply(self, event: SnapshotEvent | SplitEvent | RemoteEvent) -> Changes:
         """Record ``event``; return what each affected subscription must be sent."""
         if isinstance(event, REMOTE_EVENT_TYPES):
             touched = self.remotes.apply(event)
             if touched is not None and not touched:
                 return Changes()
         else:
-            touched = self.snapshot.apply(event)
+            touched = self._record(event)
         changes = Changes()
         for sub, watch in self._endpoints.items():
             if not _affected(watch.target, touched):
@@ -137,7 +157,7 @@ class DestinationWatcher:
         for sub, pwatch in self._profiles.items():
             if not _affected(pwatch.target, touched):
                 continue
-            current = profile(self.snapshot, self.config, pwatch.target)
+            current = profile(self.snapshot, self.config, pwatch.target, self.splits)
             if current != pwatch.seen:
                 pwatch.seen = current
                 changes.profiles[sub] = current
