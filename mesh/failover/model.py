@@ -30,7 +30,6 @@ __all__ = [
     "Split",
     "parse_selector",
     "parse_weight",
-    "ready_from_endpoints",
     "split_from_dict",
 ]
 
@@ -159,12 +158,3 @@ def split_from_dict(obj: Mapping[str, Any]) -> Split:
         uid=str(meta.get("uid") or ""),
         annotations={str(k): str(v) for k, v in annotations.items()},
     )
-
-
-def ready_from_endpoints(obj: Mapping[str, Any]) -> bool:
-    """Whether a raw Endpoints object lists any ready address (gateway-mode mirrors
-    list the gateway, and the mirror controller moves it to not-ready when its probe fails)."""
-    for subset in obj.get("subsets") or ():
-        if isinstance(subset, dict) and subset.get("addresses"):
-            return True
-    return False
