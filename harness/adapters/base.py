@@ -62,6 +62,8 @@ class Feature(StrEnum):
     MULTICLUSTER_STATUS = "multicluster-status"
     """``gateways``, ``check --multicluster``, Link status and the mirror controller's metrics."""
     MULTICLUSTER_UNINSTALL = "multicluster-uninstall"
+    FAILOVER = "failover"
+    """A controller moves a TrafficSplit's weight off a primary without ready endpoints."""
 
 
 @dataclass(frozen=True)

@@ -21,13 +21,11 @@ from mesh.failover.admin import AdminServer, FailoverMetrics
 from mesh.failover.controller import FailoverController, FailoverSettings
 from mesh.failover.kube import COMPONENT, KubeFailover
 from mesh.failover.model import DEFAULT_SELECTOR, parse_selector
+from mesh.install.components import FAILOVER_ADMIN_PORT
 from mesh.k8s.watching import WatchSettings
 from mesh.serving import stop_signal
 
-__all__ = ["ADMIN_PORT", "main"]
-
-ADMIN_PORT = 9996
-"""``/metrics``, ``/ready`` and ``/live``."""
+__all__ = ["main"]
 
 _log = logging.getLogger("mesh.failover")
 
@@ -44,7 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--admin-addr",
-        default=f"0.0.0.0:{ADMIN_PORT}",
+        default=f"0.0.0.0:{FAILOVER_ADMIN_PORT}",
         help="host:port of /metrics, /ready and /live",
     )
     parser.add_argument("--kubeconfig", default=None, help="default: in-cluster or $KUBECONFIG")
