@@ -253,5 +253,7 @@ async def test_the_real_resources_are_the_ones_listed() -> None:
             "AuthorizationPolicy",
             "MeshTLSAuthentication",
             "NetworkAuthentication",
+            "TrafficSplit",
+            "HTTPRoute",
         }
     )

@@ -3,8 +3,11 @@
 ``profile`` is pure. A service target gets its fully qualified name and whether
 its port is opaque; a pod IP gets that pod's endpoint, so the proxy can connect
 directly with the right identity; an address nobody knows gets a bare endpoint,
-so the proxy forwards to it as asked. Traffic splits (``dst_overrides``) and
-retry budgets are carried by the type but not yet computed.
+so the proxy forwards to it as asked. A service (looked up by name or by
+cluster IP) also carries its traffic split (``dst_overrides``, from a
+TrafficSplit) or HTTPRoute rules (``http_routes``), computed by
+``mesh.destination.splits``. Retry budgets are carried by the type but not yet
+computed.
 """
 
 from __future__ import annotations
@@ -23,17 +26,12 @@ from mesh.destination.endpoints import (
     service_opaque_ports,
 )
 from mesh.destination.snapshot import ClusterSnapshot
+from mesh.destination.splits import RouteEntry, SplitStore, WeightedDst, routing
 from mesh.k8s.objects import Service
 
 __all__ = ["Profile", "WeightedDst", "profile"]
 
-
-@dataclass(frozen=True)
-class WeightedDst:
-    """A traffic-split backend: an authority and its relative weight."""
-
-    authority: str
-    weight: int
+_NO_SPLITS = SplitStore()
 
 
 @dataclass(frozen=True)
@@ -42,6 +40,7 @@ class Profile:
     opaque: bool = False
     endpoint: WeightedEndpoint | None = None
     dst_overrides: tuple[WeightedDst, ...] = ()
+    http_routes: tuple[RouteEntry, ...] = ()
 
 
 def _fqdn(service: Service, config: DiscoveryConfig) -> str:
@@ -49,7 +48,7 @@ def _fqdn(service: Service, config: DiscoveryConfig) -> str:
 
 
 def _service_profile(
-    snapshot: ClusterSnapshot, config: DiscoveryConfig, target: ServiceTarget
+    snapshot: ClusterSnapshot, config: DiscoveryConfig, target: ServiceTarget, splits: SplitStore
 ) -> Profile:
     service = snapshot.service(target.namespace, target.name)
     opaque_ports = service_opaque_ports(service, config) if service else config.default_opaque_ports
@@ -58,18 +57,38 @@ def _service_profile(
         resolution = resolve(snapshot, config, target)
         if isinstance(resolution, EndpointSet) and len(resolution.endpoints) == 1:
             endpoint = next(iter(resolution.endpoints.values()))
-    return Profile(target.fqdn, target.port in opaque_ports, endpoint)
+        return Profile(target.fqdn, target.port in opaque_ports, endpoint)
+    split = (
+        routing(snapshot, splits, service, target.port, config.cluster_domain)
+        if service is not None
+        else None
+    )
+    if not split:
+        return Profile(target.fqdn, target.port in opaque_ports, endpoint)
+    return Profile(
+        target.fqdn,
+        target.port in opaque_ports,
+        endpoint,
+        split.dst_overrides,
+        split.http_routes,
+    )
 
 
-def profile(snapshot: ClusterSnapshot, config: DiscoveryConfig, target: Target) -> Profile:
-    """The profile of ``target`` in ``snapshot`` now."""
+def profile(
+    snapshot: ClusterSnapshot,
+    config: DiscoveryConfig,
+    target: Target,
+    splits: SplitStore = _NO_SPLITS,
+) -> Profile:
+    """The profile of ``target`` in ``snapshot`` now, with its traffic split from ``splits``."""
     if isinstance(target, ServiceTarget):
-        return _service_profile(snapshot, config, target)
+        return _service_profile(snapshot, config, target, splits)
     assert isinstance(target, IpTarget)
     service = snapshot.service_by_ip(target.ip)
     if service is not None:
         opaque = target.port in service_opaque_ports(service, config)
-        return Profile(_fqdn(service, config), opaque)
+        split = routing(snapshot, splits, service, target.port, config.cluster_domain)
+        return Profile(_fqdn(service, config), opaque, None, split.dst_overrides, split.http_routes)
     address = Address(target.ip, target.port)
     pod = snapshot.pod_by_ip(target.ip)
     if pod is None:

@@ -17,8 +17,8 @@ import argparse
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
-from typing import Protocol, TypeVar
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from typing import Protocol, TypeVar, cast
 
 import grpc
 from grpc import aio
@@ -31,6 +31,8 @@ from mesh.destination.config import DiscoveryConfig
 from mesh.destination.endpoints import Update
 from mesh.destination.profiles import Profile
 from mesh.destination.snapshot import SnapshotEvent
+from mesh.destination.split_watch import ProblemReporter, split_streams
+from mesh.destination.splits import Problem
 from mesh.destination.translate import profile_message, update_message
 from mesh.destination.watcher import DestinationWatcher, SubscriptionId
 from mesh.identity.bootstrap import add_identity_arguments, certify_from_identity, identity_settings
@@ -96,7 +98,8 @@ class KubeObjectSource:
             ),
             list_and_watch(client, core_v1.Pod, convert.pod, Pod, settings=settings, report=report),
         ]
-        return merge(*streams)
+        splits = split_streams(client, settings, report)
+        return merge(*streams, *cast(list[AsyncIterator[SnapshotEvent]], splits))
 
 
 class HubClosed(Exception):
@@ -106,9 +109,15 @@ class HubClosed(Exception):
 class DiscoveryHub:
     """Applies watch events to the watcher and routes what it says to open streams."""
 
-    def __init__(self, watcher: DestinationWatcher, settings: ServerSettings | None = None) -> None:
+    def __init__(
+        self,
+        watcher: DestinationWatcher,
+        settings: ServerSettings | None = None,
+        on_problems: Callable[[frozenset[Problem]], None] | None = None,
+    ) -> None:
         self.watcher = watcher
         self._settings = settings or ServerSettings()
+        self._on_problems = on_problems
         self._synced = asyncio.Event()
         self._closed = False
         self._endpoint_queues: dict[SubscriptionId, asyncio.Queue[list[Update] | None]] = {}
@@ -125,6 +134,8 @@ class DiscoveryHub:
                     self._endpoint_queues[sub].put_nowait(updates)
                 for sub, current in changes.profiles.items():
                     self._profile_queues[sub].put_nowait(current)
+                if self._on_problems is not None and self.watcher.synced:
+                    self._on_problems(self.watcher.problems())
         finally:
             self._closed = True
             for equeue in self._endpoint_queues.values():
@@ -228,9 +239,10 @@ class DestinationServer:
         config: DiscoveryConfig,
         source: ObjectSource,
         settings: ServerSettings | None = None,
+        on_problems: Callable[[frozenset[Problem]], None] | None = None,
     ) -> None:
         self.settings = settings or ServerSettings()
-        self.hub = DiscoveryHub(DestinationWatcher(config), self.settings)
+        self.hub = DiscoveryHub(DestinationWatcher(config), self.settings, on_problems)
         self._source = source
         self._server: aio.Server | None = None
         self._feed: asyncio.Task[None] | None = None
@@ -307,7 +319,8 @@ async def _serve(args: argparse.Namespace) -> None:
     kube_config = KubeConfig.from_file(args.kubeconfig) if args.kubeconfig else None
     client = AsyncClient(config=kube_config)
     identity = await certify_from_identity(identity_settings(args))
-    server = DestinationServer(config, KubeObjectSource(client))
+    reporter = ProblemReporter(client, COMPONENT)
+    server = DestinationServer(config, KubeObjectSource(client), on_problems=reporter)
     port = await server.start(f"{args.address}:{args.port}", identity.serving.credentials())
     _log.info(
         "destination serving on %s:%d (cluster domain %s, trust domain %s)",
@@ -319,6 +332,7 @@ async def _serve(args: argparse.Namespace) -> None:
     try:
         await serve_until_stopped("destination", server.wait(), server.stop)
     finally:
+        await reporter.close()
         await identity.close()
         await client.close()
 

@@ -8,9 +8,17 @@ from __future__ import annotations
 
 from mesh.destination.endpoints import Add, Address, NoEndpoints, Remove, Update, WeightedEndpoint
 from mesh.destination.profiles import Profile
+from mesh.destination.split_objects import PathKind, RouteMatch
+from mesh.destination.splits import RouteEntry, WeightedDst
 from mesh.proto import destination_pb2 as pb
 
-__all__ = ["profile_message", "update_message", "weighted_addr"]
+__all__ = ["profile_message", "route_message", "update_message", "weighted_addr"]
+
+_PATH_KINDS = {
+    PathKind.PREFIX: pb.HttpRouteMatch.PATH_PREFIX,
+    PathKind.EXACT: pb.HttpRouteMatch.EXACT,
+    PathKind.REGEX: pb.HttpRouteMatch.REGULAR_EXPRESSION,
+}
 
 
 def _tcp(address: Address) -> pb.TcpAddress:
@@ -50,14 +58,33 @@ def update_message(update: Update) -> pb.Update:
     return pb.Update(no_endpoints=pb.NoEndpoints(exists=update.exists))
 
 
+def _dsts(dsts: tuple[WeightedDst, ...]) -> list[pb.WeightedDst]:
+    return [pb.WeightedDst(authority=d.authority, weight=d.weight) for d in dsts]
+
+
+def _match(match: RouteMatch) -> pb.HttpRouteMatch:
+    return pb.HttpRouteMatch(
+        path_kind=_PATH_KINDS[match.path_kind],
+        path=match.path,
+        headers=[
+            pb.HttpHeaderMatch(name=h.name, value=h.value, regex=h.regex) for h in match.headers
+        ],
+        method=match.method,
+    )
+
+
+def route_message(entry: RouteEntry) -> pb.HttpRouteRule:
+    """The ``HttpRouteRule`` message for one route entry (one match, its backends)."""
+    return pb.HttpRouteRule(matches=[_match(entry.match)], backends=_dsts(entry.backends))
+
+
 def profile_message(profile: Profile) -> pb.DestinationProfile:
     """The ``DestinationProfile`` message for a profile."""
     message = pb.DestinationProfile(
         fully_qualified_name=profile.fully_qualified_name,
         opaque_protocol=profile.opaque,
-        dst_overrides=[
-            pb.WeightedDst(authority=d.authority, weight=d.weight) for d in profile.dst_overrides
-        ],
+        dst_overrides=_dsts(profile.dst_overrides),
+        http_routes=[route_message(e) for e in profile.http_routes],
     )
     if profile.endpoint is not None:
         message.endpoint.CopyFrom(weighted_addr(profile.endpoint))

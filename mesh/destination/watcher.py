@@ -6,20 +6,25 @@ watch event returns, per subscription whose answer changed, what to send next.
 A subscription on a service is recomputed only when an event touches its
 namespace; one on an IP (whose meaning can move between services and pods) on
 every event. Subscribe only once ``synced``: before that, every service looks
-missing.
+missing. TrafficSplit and HTTPRoute events feed the ``SplitStore`` the profiles
+are split by; they do not count towards ``synced`` (a cluster without those
+CRDs still gets discovery).
 """
 
 from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
-from typing import NewType
+from typing import NewType, cast
 
 from mesh.destination.authority import ServiceTarget, Target
 from mesh.destination.config import DiscoveryConfig
 from mesh.destination.endpoints import Resolution, Update, diff, resolve
 from mesh.destination.profiles import Profile, profile
 from mesh.destination.snapshot import ClusterSnapshot, SnapshotEvent, Touched
+from mesh.destination.split_objects import HttpRoute, TrafficSplit
+from mesh.destination.splits import Problem, SplitEvent, SplitStore, problems
+from mesh.k8s.events import Listed
 
 __all__ = ["Changes", "DestinationWatcher", "SubscriptionId"]
 
@@ -61,6 +66,7 @@ class DestinationWatcher:
     def __init__(self, config: DiscoveryConfig, snapshot: ClusterSnapshot | None = None) -> None:
         self.config = config
         self.snapshot = snapshot if snapshot is not None else ClusterSnapshot()
+        self.splits = SplitStore()
         self._ids = itertools.count(1)
         self._endpoints: dict[SubscriptionId, _EndpointsWatch] = {}
         self._profiles: dict[SubscriptionId, _ProfileWatch] = {}
@@ -85,7 +91,7 @@ class DestinationWatcher:
 
     def watch_profile(self, target: Target) -> tuple[SubscriptionId, Profile]:
         """Open a ``GetProfile`` subscription; return its id and the first profile."""
-        current = profile(self.snapshot, self.config, target)
+        current = profile(self.snapshot, self.config, target, self.splits)
         sub = self._next_id()
         self._profiles[sub] = _ProfileWatch(target, current)
         return sub, current
@@ -95,9 +101,22 @@ class DestinationWatcher:
         self._endpoints.pop(sub, None)
         self._profiles.pop(sub, None)
 
-    def apply(self, event: SnapshotEvent) -> Changes:
+    def problems(self) -> frozenset[Problem]:
+        """What is wrong with the split objects now (to report as Events)."""
+        return problems(self.snapshot, self.splits)
+
+    def _record(self, event: SnapshotEvent | SplitEvent) -> Touched:
+        if isinstance(event, Listed):
+            split_kind = issubclass(event.kind, (TrafficSplit, HttpRoute))
+        else:
+            split_kind = isinstance(event.obj, (TrafficSplit, HttpRoute))
+        if split_kind:
+            return self.splits.apply(cast(SplitEvent, event))
+        return self.snapshot.apply(cast(SnapshotEvent, event))
+
+    def apply(self, event: SnapshotEvent | SplitEvent) -> Changes:
         """Record ``event``; return what each affected subscription must be sent."""
-        touched = self.snapshot.apply(event)
+        touched = self._record(event)
         changes = Changes()
         for sub, watch in self._endpoints.items():
             if not _affected(watch.target, touched):
@@ -110,7 +129,7 @@ class DestinationWatcher:
         for sub, pwatch in self._profiles.items():
             if not _affected(pwatch.target, touched):
                 continue
-            current = profile(self.snapshot, self.config, pwatch.target)
+            current = profile(self.snapshot, self.config, pwatch.target, self.splits)
             if current != pwatch.seen:
                 pwatch.seen = current
                 changes.profiles[sub] = current

@@ -13,6 +13,7 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -390,6 +391,7 @@ class DestinationProfile(_message.Message):
     DST_OVERRIDES_FIELD_NUMBER: _builtins.int
     RETRY_BUDGET_FIELD_NUMBER: _builtins.int
     ENDPOINT_FIELD_NUMBER: _builtins.int
+    HTTP_ROUTES_FIELD_NUMBER: _builtins.int
     fully_qualified_name: _builtins.str
     """"<svc>.<ns>.svc.<cluster-domain>" when the destination is a service."""
     opaque_protocol: _builtins.bool
@@ -406,6 +408,13 @@ class DestinationProfile(_message.Message):
     def endpoint(self) -> Global___WeightedAddr:
         """For a lookup by pod IP: that pod's endpoint, to connect to directly."""
 
+    @_builtins.property
+    def http_routes(self) -> _containers.RepeatedCompositeFieldContainer[Global___HttpRouteRule]:
+        """HTTPRoute rules attached to the service, most specific match first. When any
+        are set, an HTTP request takes the backends of the first rule it matches and
+        fails with 404 if it matches none; dst_overrides then do not apply to HTTP.
+        """
+
     def __init__(
         self,
         *,
@@ -414,14 +423,118 @@ class DestinationProfile(_message.Message):
         dst_overrides: _abc.Iterable[Global___WeightedDst] | None = ...,
         retry_budget: Global___RetryBudget | None = ...,
         endpoint: Global___WeightedAddr | None = ...,
+        http_routes: _abc.Iterable[Global___HttpRouteRule] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["endpoint", b"endpoint", "retry_budget", b"retry_budget"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["dst_overrides", b"dst_overrides", "endpoint", b"endpoint", "fully_qualified_name", b"fully_qualified_name", "opaque_protocol", b"opaque_protocol", "retry_budget", b"retry_budget"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dst_overrides", b"dst_overrides", "endpoint", b"endpoint", "fully_qualified_name", b"fully_qualified_name", "http_routes", b"http_routes", "opaque_protocol", b"opaque_protocol", "retry_budget", b"retry_budget"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DestinationProfile: _TypeAlias = DestinationProfile  # noqa: Y015
+
+@_typing.final
+class HttpRouteRule(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MATCHES_FIELD_NUMBER: _builtins.int
+    BACKENDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def matches(self) -> _containers.RepeatedCompositeFieldContainer[Global___HttpRouteMatch]:
+        """Any one matching selects the rule; none: every request matches."""
+
+    @_builtins.property
+    def backends(self) -> _containers.RepeatedCompositeFieldContainer[Global___WeightedDst]:
+        """Where matching requests go, by weight; an empty authority is a backend
+        that does not exist (its share fails with 500).
+        """
+
+    def __init__(
+        self,
+        *,
+        matches: _abc.Iterable[Global___HttpRouteMatch] | None = ...,
+        backends: _abc.Iterable[Global___WeightedDst] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["backends", b"backends", "matches", b"matches"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HttpRouteRule: _TypeAlias = HttpRouteRule  # noqa: Y015
+
+@_typing.final
+class HttpRouteMatch(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    class _PathKind:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _PathKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[HttpRouteMatch._PathKind.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        PATH_PREFIX: HttpRouteMatch._PathKind.ValueType  # 0
+        EXACT: HttpRouteMatch._PathKind.ValueType  # 1
+        REGULAR_EXPRESSION: HttpRouteMatch._PathKind.ValueType  # 2
+
+    class PathKind(_PathKind, metaclass=_PathKindEnumTypeWrapper): ...
+    PATH_PREFIX: HttpRouteMatch.PathKind.ValueType  # 0
+    EXACT: HttpRouteMatch.PathKind.ValueType  # 1
+    REGULAR_EXPRESSION: HttpRouteMatch.PathKind.ValueType  # 2
+
+    PATH_KIND_FIELD_NUMBER: _builtins.int
+    PATH_FIELD_NUMBER: _builtins.int
+    HEADERS_FIELD_NUMBER: _builtins.int
+    METHOD_FIELD_NUMBER: _builtins.int
+    path_kind: Global___HttpRouteMatch.PathKind.ValueType
+    path: _builtins.str
+    """Empty with PATH_PREFIX: every path."""
+    method: _builtins.str
+    """Empty: any method."""
+    @_builtins.property
+    def headers(self) -> _containers.RepeatedCompositeFieldContainer[Global___HttpHeaderMatch]: ...
+    def __init__(
+        self,
+        *,
+        path_kind: Global___HttpRouteMatch.PathKind.ValueType = ...,
+        path: _builtins.str = ...,
+        headers: _abc.Iterable[Global___HttpHeaderMatch] | None = ...,
+        method: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["headers", b"headers", "method", b"method", "path", b"path", "path_kind", b"path_kind"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HttpRouteMatch: _TypeAlias = HttpRouteMatch  # noqa: Y015
+
+@_typing.final
+class HttpHeaderMatch(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    VALUE_FIELD_NUMBER: _builtins.int
+    REGEX_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Lower case."""
+    value: _builtins.str
+    regex: _builtins.bool
+    """The value is a regular expression matched against the whole header value."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        value: _builtins.str = ...,
+        regex: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "regex", b"regex", "value", b"value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HttpHeaderMatch: _TypeAlias = HttpHeaderMatch  # noqa: Y015
 
 @_typing.final
 class WeightedDst(_message.Message):

@@ -7,8 +7,9 @@ name), a stream of ``Update``s. ``EndpointSet`` applies them, sans I/O:
 - ``Add`` adds endpoints or replaces those with the same address; the set's
   metric labels are merged under each endpoint's own labels.
 - ``Remove`` drops addresses; ``Replace`` swaps the whole set.
-- ``Split`` divides the target among other targets by weight (a traffic split);
-  an empty one ends the split.
+- ``Split`` divides the target among other targets by weight (a traffic split),
+  or carries HTTP routes whose matches choose the backends per request (an
+  HTTPRoute); an empty one ends the split.
 - ``NoEndpoints`` empties the set (the service exists but nothing is ready, or
   ``exists=False``: it vanished); ``NotFound`` says the target is not a service
   the control plane knows, so the proxy forwards to the original destination.
@@ -20,7 +21,10 @@ import ipaddress
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from mesh.proxy.routes import Route
 
 __all__ = [
     "Add",
@@ -143,11 +147,13 @@ class Backend:
 
 @dataclass(frozen=True, slots=True)
 class Split:
-    """Requests to the target are divided among ``backends`` by weight (TrafficSplit,
-    HTTPRoute ``backendRefs``); each backend is resolved as a target of its own. An empty
+    """Requests to the target are divided among ``backends`` by weight (TrafficSplit);
+    each backend is resolved as a target of its own. ``routes`` (HTTPRoute rules, most
+    specific first) choose the weighted backends per HTTP request instead. An empty
     split restores direct routing."""
 
     backends: tuple[Backend, ...] = ()
+    routes: tuple[Route, ...] = ()
 
 
 Update = Add | Remove | Replace | NoEndpoints | NotFound | Split
@@ -186,6 +192,8 @@ class EndpointSet:
     endpoints: dict[Address, Endpoint] = field(default_factory=dict)
     split: tuple[Backend, ...] = ()
     """The weighted backends, when the target is split."""
+    routes: tuple[Route, ...] = ()
+    """HTTP routes choosing backends per request, when the target has any."""
     version: int = 0
     """Incremented by every update, so watchers can tell something changed."""
 
@@ -209,8 +217,9 @@ class EndpointSet:
             case NotFound():
                 self.endpoints.clear()
                 self.state = Resolution.NOT_FOUND
-            case Split(backends):
+            case Split(backends, routes):
                 self.split = tuple(b for b in backends if b.weight > 0)
+                self.routes = routes
 
     def _add(self, endpoints: Iterable[Endpoint], set_labels: Labels) -> None:
         for endpoint in endpoints:

@@ -8,7 +8,8 @@ A target is what the outbound proxy resolves: an original destination
 - An IP is looked up with ``GetProfile``. A profile naming a service starts a
   ``Get`` stream on ``<fqn>:<port>``; one carrying an endpoint (a pod IP, or an
   address nobody knows) resolves to that endpoint alone; one with neither is
-  ``NotFound``. ``dst_overrides`` become a ``Split`` (an empty one ends it).
+  ``NotFound``. ``dst_overrides`` and ``http_routes`` become a ``Split`` (an
+  empty one ends it; backends of weight 0 are left out).
   The destination service refusing the authority (INVALID_ARGUMENT) is
   ``NotFound``, as Linkerd forwards what discovery does not know.
 - A name (a split backend) is resolved with ``Get`` alone: backends are not
@@ -29,7 +30,7 @@ import asyncio
 import ipaddress
 import logging
 import random
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Coroutine, Iterable
 from typing import Any
 
 import grpc
@@ -52,12 +53,14 @@ from mesh.proxy.discovery import (
     labels,
 )
 from mesh.proxy.envconfig import DestinationSettings
+from mesh.proxy.routes import HeaderMatch, PathKind, Route, RouteMatch
 
 __all__ = [
     "DEFAULT_WEIGHT",
     "DestinationClient",
     "NoDiscovery",
     "endpoint_from",
+    "routes_from",
     "split_from",
     "update_from",
 ]
@@ -104,10 +107,39 @@ def update_from(message: pb.Update, *, first: bool) -> Update | None:
     return None
 
 
+def _backends(dsts: Iterable[pb.WeightedDst]) -> tuple[Backend, ...]:
+    return tuple(Backend(d.authority or None, float(d.weight)) for d in dsts if d.weight > 0)
+
+
 def split_from(profile: pb.DestinationProfile) -> tuple[Backend, ...]:
     """The weighted backends of a profile's ``dst_overrides`` (empty: not split)."""
+    return _backends(profile.dst_overrides)
+
+
+_PATH_KINDS = {
+    pb.HttpRouteMatch.PATH_PREFIX: PathKind.PREFIX,
+    pb.HttpRouteMatch.EXACT: PathKind.EXACT,
+    pb.HttpRouteMatch.REGULAR_EXPRESSION: PathKind.REGEX,
+}
+
+
+def _match(message: pb.HttpRouteMatch) -> RouteMatch:
+    return RouteMatch(
+        _PATH_KINDS.get(message.path_kind, PathKind.PREFIX),
+        message.path or "/",
+        tuple(
+            HeaderMatch(h.name.lower().encode("latin-1"), h.value, h.regex) for h in message.headers
+        ),
+        message.method.upper(),
+    )
+
+
+def routes_from(profile: pb.DestinationProfile) -> tuple[Route, ...]:
+    """A profile's ``http_routes``, one route per match, in the order given."""
     return tuple(
-        Backend(d.authority or None, float(d.weight)) for d in profile.dst_overrides if d.weight > 0
+        Route(match, _backends(rule.backends))
+        for rule in profile.http_routes
+        for match in (tuple(_match(m) for m in rule.matches) or (RouteMatch(),))
     )
 
 
@@ -181,7 +213,7 @@ class _Resolution:
         self._queue: asyncio.Queue[Update | BaseException] = asyncio.Queue()
         self._answered = False
         self._fallen_back = False
-        self._split: tuple[Backend, ...] = ()
+        self._split = Split()
         self._profiles: asyncio.Task[None] | None = None
         self._endpoints: asyncio.Task[None] | None = None
         self._endpoints_authority: str | None = None
@@ -242,10 +274,10 @@ class _Resolution:
         self._endpoints_authority = None
 
     def _apply_profile(self, profile: pb.DestinationProfile) -> None:
-        backends = split_from(profile)
-        if backends != self._split:
-            self._split = backends
-            self._put(Split(backends))
+        split = Split(split_from(profile), routes_from(profile))
+        if split != self._split:
+            self._split = split
+            self._put(split)
         fqn = profile.fully_qualified_name.rstrip(".")
         if fqn:
             self._watch_endpoints(f"{fqn}:{self.address.port}")

@@ -88,7 +88,7 @@ class _Router:
         deadline = now + out.config.timeouts.failfast
         failure: LocalResponse | None = None
         while True:
-            choice = await out.destinations.choose(self.destination, deadline)
+            choice = await out.destinations.choose(self.destination, deadline, head)
             endpoint = choice.endpoint
             if choice.failure is not None:
                 response = failure or LocalResponse(choice.status, choice.failure)

@@ -7,7 +7,10 @@ fails is retried after ``RETRY_DELAY``; if discovery fails before saying
 anything, the target is treated as not found (forwarded to the original
 destination), as Linkerd falls back to endpoint forwarding. A split target
 sends each request (or TCP connection) to one of its backends, drawn by weight
-with the injected RNG, and each backend is a target with its own watch.
+with the injected RNG, and each backend is a target with its own watch. A
+target with HTTP routes picks the backends by the first route the request
+matches (none: 404; a route whose backends all have weight 0: 500); a TCP
+connection to it takes the catch-all route, or the target's own endpoints.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from mesh.proxy.discovery import (
     Resolution,
     Update,
 )
+from mesh.proxy.routes import Request, Route, catch_all, select
 
 __all__ = ["RETRY_DELAY", "Choice", "Destination", "Destinations"]
 
@@ -71,11 +75,28 @@ class Destination:
                 return True
         return False
 
-    async def choose(self, deadline: float) -> Choice:
-        """An endpoint for one request, waiting (until ``deadline``) for one to be usable."""
+    async def choose(self, deadline: float, *, routed: bool = False) -> Choice:
+        """An endpoint for one request, waiting (until ``deadline``) for one to be usable.
+
+        ``routed``: the caller has an HTTP request, so HTTP routes apply."""
         while True:
             if self.endpoints.split:
                 return Choice(None, None, split=self.endpoints.split)
+            if self.endpoints.routes:
+                routes = self.endpoints.routes
+                if routed:
+                    return Choice(None, None, routes=routes)
+                route = catch_all(routes)
+                if route is not None:
+                    return (
+                        Choice(None, None, split=route.backends)
+                        if route.backends
+                        else (
+                            Choice(
+                                None, None, "traffic split has no backend with weight", status=500
+                            )
+                        )
+                    )
             state = self.endpoints.state
             if state is Resolution.NOT_FOUND:
                 return Choice(None, None)
@@ -105,7 +126,7 @@ class Destination:
 class Choice:
     """The outcome of ``Destination.choose``."""
 
-    __slots__ = ("balancer", "endpoint", "failure", "lease", "split", "status")
+    __slots__ = ("balancer", "endpoint", "failure", "lease", "routes", "split", "status")
 
     def __init__(
         self,
@@ -115,8 +136,11 @@ class Choice:
         *,
         status: int = 503,
         split: tuple[Backend, ...] = (),
+        routes: tuple[Route, ...] = (),
         balancer: Balancer[Address] | None = None,
     ) -> None:
+        self.routes = routes
+        """The target has HTTP routes: match the request to one and choose among its backends."""
         self.balancer = balancer
         """The balancer ``lease`` belongs to."""
         self.endpoint = endpoint
@@ -166,13 +190,24 @@ class Destinations:
             task.add_done_callback(self._watches.discard)
         return destination
 
-    async def choose(self, destination: Destination, deadline: float) -> Choice:
-        """An endpoint of ``destination``, following its traffic split to a backend by weight."""
+    async def choose(
+        self, destination: Destination, deadline: float, request: Request | None = None
+    ) -> Choice:
+        """An endpoint of ``destination``, following its traffic split to a backend by weight;
+        HTTP routes are matched against ``request`` (``None``: a TCP connection)."""
         for _ in range(MAX_SPLIT_DEPTH):
-            choice = await destination.choose(deadline)
-            if not choice.split:
+            choice = await destination.choose(deadline, routed=request is not None)
+            backends = choice.split
+            if choice.routes and request is not None:
+                route = select(choice.routes, request)
+                if route is None:
+                    return Choice(None, None, "no HTTP route matches the request", status=404)
+                if not route.backends:
+                    return Choice(None, None, "HTTP route has no backend with weight", status=500)
+                backends = route.backends
+            if not backends:
                 return choice
-            backend = self._backend(choice.split)
+            backend = self._backend(backends)
             if backend.target is None:
                 return Choice(None, None, "traffic split backend not found", status=500)
             destination = self.get(backend.target)

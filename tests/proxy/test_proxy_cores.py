@@ -39,7 +39,7 @@ B = Address("10.42.0.2", 8080)
 C = Address("10.42.0.3", 8080)
 
 SANS_IO = ["balancer", "detect", "discovery", "exchange", "http1", "metrics", "policy", "tap"]
-SANS_IO += ["telemetry", "tls"]
+SANS_IO += ["routes", "telemetry", "tls"]
 
 
 @pytest.mark.parametrize("module", SANS_IO)
