@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 from lightkube.resources.apps_v1 import Deployment
 
+from fixtures.mesh import Mesh
 from fixtures.multicluster import Linked
 from fixtures.workloads import LoadClient, Workloads
 from harness.kube import Kube, wait_for
@@ -356,4 +357,73 @@ def test_failover_follows_the_primary_readiness(
     )
     assert reasons.count("FailoverPrimary") >= CYCLES, (
         f"expected a FailoverPrimary Event on {ns}/{SPLIT} per cycle; Events: {reasons}"
+    )
+
+
+BAD_SPLITS = """
+apiVersion: split.smi-spec.io/v1alpha2
+kind: TrafficSplit
+metadata:
+  name: ghost-primary
+  labels:
+    app.kubernetes.io/managed-by: linkerd-failover
+  annotations:
+    failover.linkerd.io/primary-service: ghost
+spec:
+  service: web
+  backends:
+  - service: web
+    weight: 1
+  - service: web-target
+    weight: 0
+---
+apiVersion: split.smi-spec.io/v1alpha1
+kind: TrafficSplit
+metadata:
+  name: bad-weight
+  labels:
+    app.kubernetes.io/managed-by: linkerd-failover
+spec:
+  service: web
+  backends:
+  - service: web
+    weight: lots
+"""
+
+
+def reasons_for(kube: Kube, ns: str, name: str) -> list[str]:
+    selector = f"involvedObject.kind=TrafficSplit,involvedObject.name={name}"
+    r = kube.http.get(f"/api/v1/namespaces/{ns}/events", params={"fieldSelector": selector})
+    assert r.status_code == 200, f"[{kube.name}] listing Events: {r.text[:300]}"
+    return [str(e.get("reason")) for e in r.json()["items"]]
+
+
+@pytest.mark.conformance(
+    short_name="split-failover-bad-input",
+    description="A failover-managed TrafficSplit naming a primary that is not one of its "
+    "backends, or carrying a weight that is no number, is reported by a Warning Event and "
+    "left as written (the controller keeps running)",
+    features=["failover"],
+    profile="multicluster",
+)
+def test_failover_reports_unusable_splits(mesh: Mesh, namespace: str, evidence: Evidence) -> None:
+    source = next(iter(mesh.kube.values()))
+    source.apply(BAD_SPLITS, namespace=namespace)
+
+    def reported() -> dict[str, list[str]] | None:
+        seen = {
+            name: reasons_for(source, namespace, name) for name in ("ghost-primary", "bad-weight")
+        }
+        ok = "FailoverInvalid" in seen["ghost-primary"] and "UnusableObject" in seen["bad-weight"]
+        assert ok, f"Events so far: {seen}"
+        return seen
+
+    seen = eventually("Warning Events on both unusable splits", reported)
+    evidence.record("events", seen)
+    r = source.http.get(
+        f"/apis/split.smi-spec.io/v1alpha2/namespaces/{namespace}/trafficsplits/ghost-primary"
+    )
+    backends = r.json()["spec"]["backends"]
+    assert [b["weight"] for b in backends] == [1, 0], (
+        f"expected the split with an unknown primary left as written; it reads {backends}"
     )
