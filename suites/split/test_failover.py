@@ -18,11 +18,11 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from lightkube.generic_resource import create_namespaced_resource
 from lightkube.resources.apps_v1 import Deployment
 
 from fixtures.mesh import Mesh
@@ -52,11 +52,16 @@ SETTLED_AFTER = 3 * RATE
 #: seconds between reads of the split's weights.
 POLL = 0.25
 
+# so that Kube.apply can load TrafficSplits (lightkube knows only registered kinds)
+for _version in ("v1alpha1", "v1alpha2"):
+    create_namespaced_resource("split.smi-spec.io", _version, "TrafficSplit", "trafficsplits")
+
 SPLIT_MANIFEST = """
 apiVersion: split.smi-spec.io/v1alpha2
 kind: TrafficSplit
 metadata:
   name: $name
+  namespace: $ns
   labels:
     app.kubernetes.io/managed-by: linkerd-failover
   annotations:
@@ -155,14 +160,20 @@ def first_from(points: list[tuple[float, dict[str, Any]]], cluster: str) -> int 
 
 @dataclass
 class Shift:
-    """One observed move of the traffic."""
+    """One observed move of the traffic; times in seconds from ``trigger``."""
 
     direction: str
-    since_scale_s: float
+    trigger: str
+    traffic_moved_s: float
     weights_seen_s: float
-    traffic_after_weights_s: float
     before: dict[str, int]
     after: dict[str, int]
+
+
+def primary_ready(kube: Kube, ns: str) -> bool:
+    r = kube.http.get(f"/api/v1/namespaces/{ns}/endpoints/{SERVICE}")
+    subsets = r.json().get("subsets") or [] if r.status_code == 200 else []
+    return any(s.get("addresses") for s in subsets)
 
 
 def observe_shift(
@@ -170,24 +181,44 @@ def observe_shift(
     client: LoadClient,
     ns: str,
     url: str,
-    act: Callable[[], None],
-    to: str,
-    want: dict[str, int],
+    replicas: int,
     evidence: Evidence,
-    direction: str,
 ) -> Shift:
-    """Run the steady load, ``act`` (scale), wait for the split to read ``want`` and the
-    traffic to settle on cluster ``to``; judge and time the shift."""
+    """Under steady load, scale the primary to ``replicas``; wait for the split's weights
+    to follow and the traffic to settle on the other side; judge and time the shift.
+
+    Scaling to 0 removes the primary's endpoints at once, so a failover is timed from the
+    scale command; a failback from the primary's Endpoints being seen ready (polled every
+    ``POLL`` s, so times are within a poll of the truth).
+    """
     kube = linked.kube[SOURCE]
+    failback = replicas > 0
+    to = SOURCE if failback else TARGET
+    want = {SERVICE: 1, MIRROR: 0} if failback else {SERVICE: 0, MIRROR: 1}
+    direction = "failback" if failback else "failover"
+    marks: dict[str, float] = {}
     load = SteadyLoad(client, url)
     load.start()
-    scaled_at = time.monotonic()
     try:
-        act()
-        seen_weights = eventually(
+        marks["scaled"] = time.monotonic()
+        scale(kube, ns, replicas)
+
+        def followed() -> bool | None:
+            now = time.monotonic()
+            if failback and "ready" not in marks and primary_ready(kube, ns):
+                marks["ready"] = now
+            if weights(kube, ns) != want:
+                return None
+            marks.setdefault("ready", now)
+            marks["weights"] = now
+            return True
+
+        wait_for(
             f"[{SOURCE}] TrafficSplit {ns}/{SPLIT} weights {want}",
-            lambda: time.monotonic() if weights(kube, ns) == want else None,
+            followed,
             TIMEOUTS.failover_shift,
+            lambda: f"weights {weights(kube, ns)}",
+            interval=POLL,
         )
 
         def settled() -> bool | None:
@@ -211,32 +242,40 @@ def observe_shift(
     records = [r for _, r in points]
     first = first_from(points, to)
     assert first is not None, f"CONF-49: no request was answered by {to}"
-    shifted_at = points[first][0]
     after = records[first:]
+    before_shift = statuses({"records": records[:first]})
+    after_shift = statuses({"records": after})
+    summary = {
+        "direction": direction,
+        "requests": len(records),
+        "before_shift": before_shift,
+        "after_shift": after_shift,
+        "answered_after_shift": sorted({str(answered_by(r)) for r in after}),
+    }
+    evidence.record("traffic", summary)
     wrong = [
         f"#{i}: {r['status']} {r.get('error') or ''} from {answered_by(r) or 'nobody'}"
         for i, r in enumerate(after, start=first)
         if answered_by(r) != to
     ]
-    summary = {
-        "direction": direction,
-        "requests": len(records),
-        "before_shift": statuses({"records": records[:first]}),
-        "after_shift": statuses({"records": after}),
-        "answered_after_shift": sorted({str(answered_by(r)) for r in after}),
-    }
-    evidence.record("traffic", summary)
     assert not wrong, (
         f"CONF-49: once traffic had moved to {to} ({direction}), expected every request to "
         f"succeed there; {len(wrong)} of {len(after)} did not: {wrong[:5]}"
     )
+    if failback:
+        failed = [r for r in records[:first] if r.get("status") != 200]
+        assert not failed, (
+            f"CONF-49: the secondary stayed up during the failback, so no request should "
+            f"fail; {len(failed)} did before the shift: {statuses({'records': failed})}"
+        )
+    trigger = marks["ready"] if failback else marks["scaled"]
     return Shift(
         direction=direction,
-        since_scale_s=round(shifted_at - scaled_at, 3),
-        weights_seen_s=round(seen_weights - scaled_at, 3),
-        traffic_after_weights_s=round(shifted_at - seen_weights, 3),
-        before=statuses({"records": records[:first]}),
-        after=statuses({"records": after}),
+        trigger="primary Endpoints seen ready" if failback else "scale to 0",
+        traffic_moved_s=round(points[first][0] - trigger, 3),
+        weights_seen_s=round(marks["weights"] - trigger, 3),
+        before=before_shift,
+        after=after_shift,
     )
 
 
@@ -288,10 +327,9 @@ def test_failover_follows_the_primary_readiness(
         client = workloads.client(SOURCE)
     url = f"http://{SERVICE}.{ns}.svc.{linked.clusters[SOURCE].domain}:8080/"
     primary_only = {SERVICE: 1, MIRROR: 0}
-    mirror_only = {SERVICE: 0, MIRROR: 1}
 
     with evidence.step("the managed split: everything to the ready primary"):
-        source.apply(SPLIT_MANIFEST, namespace=ns, name=SPLIT, primary=SERVICE, secondary=MIRROR)
+        source.apply(SPLIT_MANIFEST, ns=ns, name=SPLIT, primary=SERVICE, secondary=MIRROR)
         converge(client, url)
         assert weights(source, ns) == primary_only
         result = client.run(url, 20, label=f"{SOURCE}/{client.pod} -> {url} (primary up)")
@@ -304,45 +342,21 @@ def test_failover_follows_the_primary_readiness(
     shifts: list[Shift] = []
     for cycle in range(1, CYCLES + 1):
         with evidence.step(f"cycle {cycle}: scale the primary to 0"):
-            shifts.append(
-                observe_shift(
-                    linked,
-                    client,
-                    ns,
-                    url,
-                    lambda: scale(source, ns, 0),
-                    TARGET,
-                    mirror_only,
-                    evidence,
-                    "failover",
-                )
-            )
+            shifts.append(observe_shift(linked, client, ns, url, 0, evidence))
         with evidence.step(f"cycle {cycle}: scale the primary back to 1"):
-            shifts.append(
-                observe_shift(
-                    linked,
-                    client,
-                    ns,
-                    url,
-                    lambda: scale(source, ns, 1),
-                    SOURCE,
-                    primary_only,
-                    evidence,
-                    "failback",
-                )
-            )
+            shifts.append(observe_shift(linked, client, ns, url, 1, evidence))
             source.wait_deployment_ready(SERVICE, ns)
 
     reasons = [e.get("reason") for e in split_events(source, ns)]
     figures: dict[str, Any] = {"shifts": [s.__dict__ for s in shifts]}
     for direction in ("failover", "failback"):
-        times = [s.since_scale_s for s in shifts if s.direction == direction]
+        moved = [s.traffic_moved_s for s in shifts if s.direction == direction]
+        written = [s.weights_seen_s for s in shifts if s.direction == direction]
         figures[direction] = {
-            "since_scale_p50_s": percentile(times, 50),
-            "since_scale_max_s": max(times),
-            "after_weights_max_s": max(
-                s.traffic_after_weights_s for s in shifts if s.direction == direction
-            ),
+            "traffic_moved_p50_s": percentile(moved, 50),
+            "traffic_moved_max_s": max(moved),
+            "weights_seen_p50_s": percentile(written, 50),
+            "weights_seen_max_s": max(written),
         }
     evidence.record("shift_times", figures)
     evidence.record("events", reasons)
@@ -365,6 +379,7 @@ apiVersion: split.smi-spec.io/v1alpha2
 kind: TrafficSplit
 metadata:
   name: ghost-primary
+  namespace: $ns
   labels:
     app.kubernetes.io/managed-by: linkerd-failover
   annotations:
@@ -381,6 +396,7 @@ apiVersion: split.smi-spec.io/v1alpha1
 kind: TrafficSplit
 metadata:
   name: bad-weight
+  namespace: $ns
   labels:
     app.kubernetes.io/managed-by: linkerd-failover
 spec:
@@ -408,7 +424,7 @@ def reasons_for(kube: Kube, ns: str, name: str) -> list[str]:
 )
 def test_failover_reports_unusable_splits(mesh: Mesh, namespace: str, evidence: Evidence) -> None:
     source = next(iter(mesh.kube.values()))
-    source.apply(BAD_SPLITS, namespace=namespace)
+    source.apply(BAD_SPLITS, ns=namespace)
 
     def reported() -> dict[str, list[str]] | None:
         seen = {
