@@ -86,6 +86,9 @@ class FailoverMetrics:
                 self.weight.remove(*labels, service)
         with contextlib.suppress(KeyError):
             self.primary_active.remove(*labels)
+        for to in ("primary", "secondaries"):
+            with contextlib.suppress(KeyError):
+                self.shifts.remove(*labels, to)
 
     def patched(self, split: Split, weights: tuple[int, ...], state: State, ms: float) -> None:
         self.patches.labels("ok").inc()

@@ -150,18 +150,18 @@ class FailoverController:
                 case RecordEvent():
                     await self._record(command)
 
+    # asyncio.timeout, not wait_for: in 3.11 wait_for can swallow a cancellation that
+    # arrives as the call completes, and the controller would then never stop.
     async def _patch(self, patch: Patch) -> PatchDone:
         try:
-            return await asyncio.wait_for(
-                self._source.patch(patch), timeout=self._settings.api_timeout
-            )
+            async with asyncio.timeout(self._settings.api_timeout):
+                return await self._source.patch(patch)
         except TimeoutError:
             return PatchDone(patch, ok=False, error=f"no answer in {self._settings.api_timeout}s")
 
     async def _record(self, event: RecordEvent) -> None:
         try:
-            await asyncio.wait_for(
-                self._source.record_event(event), timeout=self._settings.api_timeout
-            )
+            async with asyncio.timeout(self._settings.api_timeout):
+                await self._source.record_event(event)
         except (httpx2.HTTPError, TimeoutError) as e:
             _log.warning("cannot record Event %s on %s: %s", event.reason, event.split.key, e)

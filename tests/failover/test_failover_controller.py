@@ -172,7 +172,10 @@ async def test_failed_patch_is_retried_on_resync_and_deletion_drops_metrics() ->
     assert weights(cluster) == [0, 1]
     cluster.split_events.put_nowait(Deleted(split_from_dict(cluster.obj)))
     await settle(controller, cluster)
-    assert "failover_backend_weight{" not in metrics.exposition().decode()
+    text = metrics.exposition().decode()
+    assert "failover_backend_weight{" not in text
+    assert "failover_shifts_total{" not in text
+    assert "failover_trafficsplit_primary_active{" not in text
 
 
 async def test_run_merges_the_watches_until_cancelled() -> None:
