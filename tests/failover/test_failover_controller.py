@@ -190,7 +190,8 @@ async def test_run_merges_the_watches_until_cancelled() -> None:
         await asyncio.sleep(0.01)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
-        await task
+        async with asyncio.timeout(5):  # a swallowed cancellation would hang here
+            await task
     assert weights(cluster) == [0, 1]
 
 
