@@ -69,6 +69,8 @@ class Timeouts:
     capture_start: float = 10
     #: a mesh listener closes a slow or silent hostile connection (its limits are <= 30 s).
     hostile_close: float = 45
+    #: requests follow a TrafficSplit / HTTPRoute change (destination streams it to proxies).
+    split_settle: float = 5
 
     @classmethod
     def from_env(cls) -> Timeouts:

@@ -62,6 +62,10 @@ class Feature(StrEnum):
     MULTICLUSTER_STATUS = "multicluster-status"
     """``gateways``, ``check --multicluster``, Link status and the mirror controller's metrics."""
     MULTICLUSTER_UNINSTALL = "multicluster-uninstall"
+    TRAFFIC_SPLIT = "traffic-split"
+    """SMI TrafficSplit weights divide an apex Service's requests among backends."""
+    HTTP_ROUTES = "http-routes"
+    """HTTPRoute (GAMMA: parentRef a Service) weights and matches route requests."""
     FAILOVER = "failover"
     """A controller moves a TrafficSplit's weight off a primary without ready endpoints."""
 

@@ -12,11 +12,12 @@ from html import escape
 from typing import Any
 from urllib.parse import quote
 
-from harness.reporting import matrix
+from harness.reporting import charts, matrix
 from harness.reporting.conformance import RESULTS, by_profile, summary
 from harness.reporting.records import TestResult
 
-CSS = """
+CSS = (
+    """
 body{font:14px/1.45 system-ui,sans-serif;margin:2em;color:#222;max-width:1400px}
 h1{margin-bottom:.2em}h2{margin-top:1.6em;border-bottom:1px solid #ccc}
 table{border-collapse:collapse;width:100%;margin:.5em 0}
@@ -29,6 +30,8 @@ pre{background:#f8f8f8;padding:6px;overflow-x:auto;max-height:40em;white-space:p
 details>summary{cursor:pointer;color:#1a56b0}.muted{color:#777;font-size:90%}
 code{font-size:90%}
 """
+    + charts.CSS
+)
 CLUSTER_KEYS = ("name", "domain", "trustDomain", "podCIDR", "serviceCIDR", "version", "nodes")
 TEST_COLUMNS = ("result", "test", "description", "features", "CONF", "seconds", "message")
 
@@ -154,7 +157,8 @@ def _records(result: TestResult) -> str:
     parts = []
     for rec in evidence.get("records", []):
         data = rec.get("data")
-        line = _traffic_line(data) if rec.get("kind") == "traffic" else ""
+        kind = rec.get("kind")
+        line = _traffic_line(data) if kind == "traffic" else charts.render(kind, data)
         parts.append(
             f"<h4>{_e(rec.get('kind'))} <span class=muted>at {_e(rec.get('at'))}s</span></h4>"
             f"{line}<pre>{_e(json.dumps(data, indent=2, sort_keys=True))}</pre>"

@@ -60,6 +60,9 @@ __all__ = [
     "routing",
 ]
 
+_OTHER_PARENTS = frozenset({(GATEWAY_GROUP, "Gateway"), (POLICY_GROUP, "Server")})
+"""Parents of routes that are not discovery's: a Gateway's, or a Server's (inbound policy)."""
+
 SplitEvent = WatchEvent[TrafficSplit] | WatchEvent[HttpRoute] | WatchEvent[PolicyHttpRoute]
 """What feeds a ``SplitStore``."""
 ALL: frozenset[str] | None = None
@@ -320,14 +323,14 @@ def _route_problems(lookup: ServiceLookup, store: SplitStore) -> list[Problem]:
             )
 
         for parent in route.parents:
-            if parent.group == GATEWAY_GROUP and parent.kind == "Gateway":
-                continue  # an ingress route: not the mesh's to judge
+            if (parent.group, parent.kind) in _OTHER_PARENTS:
+                continue  # an ingress route, or an inbound policy route: not for discovery
             if not parent.is_service:
                 found.append(
                     problem(
                         "UnsupportedParent",
                         f"parentRef {parent.group or 'core'}/{parent.kind} {parent.name} is "
-                        "neither a Service nor a Gateway: ignored",
+                        "neither a Service, a Gateway nor a Server: ignored",
                     )
                 )
             elif parent.namespace != route.namespace:
@@ -345,6 +348,8 @@ def _route_problems(lookup: ServiceLookup, store: SplitStore) -> list[Problem]:
                         f"parent Service {parent.namespace}/{parent.name} not found",
                     )
                 )
+        if not any(p.is_service for p in route.parents):
+            continue  # whose backends these are is not discovery's business
         for rule in route.rules:
             for ref in rule.backends:
                 if not ref.is_service or ref.namespace != route.namespace:

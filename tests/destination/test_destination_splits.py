@@ -385,10 +385,19 @@ def test_routes_with_unknown_parents_are_reported_and_route_nothing(
     assert ip_profile(w).http_routes == ()
 
 
-def test_gateway_parents_are_not_the_mesh_s_business() -> None:
+@pytest.mark.parametrize(
+    "parent",
+    [
+        {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "ingress"},
+        {"group": "policy.linkerd.io", "kind": "Server", "name": "web-http"},
+    ],
+)
+def test_gateway_and_server_parents_are_not_discovery_s_business(parent: dict[str, Any]) -> None:
     route = http_route(
         route_raw(
-            [], parent={"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "ingress"}
+            [{"backendRefs": [{"name": "elsewhere"}]}],
+            parent=parent,
+            group="policy.linkerd.io/v1beta3",
         )
     )
     w = watcher(route)
