@@ -310,7 +310,7 @@ def controller_metrics(linked: Linked) -> str | None:
     "primary while it has ready endpoints, moves to the remote cluster's mirror when the "
     "primary is scaled to 0 and back when it returns, with no failed request once each "
     "shift has happened; shift times recorded (CONF-49)",
-    features=["multicluster", "multicluster-gateway", "injection", "failover"],
+    features=["multicluster", "multicluster-gateway", "injection", "traffic-split", "failover"],
     profile="multicluster",
     conf=["CONF-49"],
 )
