@@ -33,12 +33,12 @@ from mesh.failover.model import Split
 from mesh.k8s.objects import ObjectKey
 
 __all__ = [
+    "REASONS",
     "Command",
     "Decision",
     "EndpointsChanged",
     "EndpointsListed",
     "EndpointsRemoved",
-    "Event",
     "FailoverCore",
     "Forget",
     "Input",
@@ -227,7 +227,6 @@ class Forget:
 
 
 Command = Patch | RecordEvent | Observe | Forget
-Event = Input
 
 REASONS = {
     State.PRIMARY: "FailoverPrimary",
