@@ -49,6 +49,8 @@ class Timeouts:
     link_ready: float = 180
     #: a mirror (Service, Endpoints, Link status) reflects a change on the target.
     mirror_sync: float = 60
+    #: a failover TrafficSplit's weights, and the traffic, follow its primary's readiness.
+    failover_shift: float = 90
     #: gateway probes flip a mirror's readiness (failureThreshold x period, plus slack).
     gateway_probe: float = 90
     #: one ``kubectl exec``/``attach`` round trip, or one port-forwarded exchange.

@@ -73,6 +73,8 @@ class Feature(StrEnum):
     """SMI TrafficSplit weights divide an apex Service's requests among backends."""
     HTTP_ROUTES = "http-routes"
     """HTTPRoute (GAMMA: parentRef a Service) weights and matches route requests."""
+    FAILOVER = "failover"
+    """A controller moves a TrafficSplit's weight off a primary without ready endpoints."""
 
 
 @dataclass(frozen=True)

@@ -140,6 +140,7 @@ class IsthmusAdapter(IsthmusMulticluster, IsthmusViz):
         "identity": ("linkerd", "linkerd-identity"),
         "destination": ("linkerd", "linkerd-destination"),
         "proxy-injector": ("linkerd", "linkerd-proxy-injector"),
+        "failover": ("linkerd", "linkerd-failover"),
     }
     identity_api = IdentityApi(
         proto=REPO / "mesh" / "proto" / "identity.proto",

@@ -22,6 +22,7 @@ __all__ = [
     "COMPONENTS",
     "CONFIG_DIR",
     "DESTINATION_PORT",
+    "FAILOVER_ADMIN_PORT",
     "IDENTITY_PORT",
     "INJECTOR_ADMIN_PORT",
     "INJECTOR_PORT",
@@ -34,6 +35,7 @@ __all__ = [
     "ComponentMissing",
     "component",
     "destination_command",
+    "failover_command",
     "identity_command",
     "injector_command",
     "load_component",
@@ -50,6 +52,7 @@ COMPONENTS: dict[str, str] = {
     "injector": "mesh.inject.server",
     "service-mirror": "mesh.multicluster.mirror.__main__",
     "pause": "mesh.multicluster.pause",
+    "failover": "mesh.failover.__main__",
 }
 """Component name -> module with ``main(argv: Sequence[str] | None)``."""
 
@@ -59,6 +62,8 @@ POLICY_PORT = 8090
 INJECTOR_PORT = 8443
 INJECTOR_ADMIN_PORT = 9995
 """The injector's plain-HTTP ``/ready`` and ``/live``."""
+FAILOVER_ADMIN_PORT = 9996
+"""The failover controller's ``/metrics``, ``/ready`` and ``/live``."""
 
 ISSUER_DIR = "/var/run/linkerd/identity/issuer"
 """Where the identity pod mounts ``linkerd-identity-issuer`` (tls.crt, tls.key, ca.crt)."""
@@ -185,5 +190,14 @@ def injector_command(values: Values) -> list[str]:
         "--admin-port", str(INJECTOR_ADMIN_PORT),
         "--config", f"{CONFIG_DIR}/values",
         "--trust-anchors", f"{TRUST_ROOTS_DIR}/ca-bundle.crt",
+        "--log-level", values.controller_log_level,
+    ]  # fmt: skip
+
+
+def failover_command(values: Values) -> list[str]:
+    """The failover controller: moves managed TrafficSplits' weight (CONF-49)."""
+    return [
+        "isthmus", "component", "failover",
+        "--admin-addr", f"0.0.0.0:{FAILOVER_ADMIN_PORT}",
         "--log-level", values.controller_log_level,
     ]  # fmt: skip

@@ -52,7 +52,12 @@ WEBHOOK_SECRET = "linkerd-proxy-injector-k8s-tls"
 WEBHOOK_SERVICE = "linkerd-proxy-injector"
 WEBHOOK_CONFIG = "linkerd-proxy-injector-webhook-config"
 WEBHOOK_NAME = "linkerd-proxy-injector.linkerd.io"
-DEPLOYMENTS = ("linkerd-identity", "linkerd-destination", "linkerd-proxy-injector")
+DEPLOYMENTS = (
+    "linkerd-identity",
+    "linkerd-destination",
+    "linkerd-proxy-injector",
+    "linkerd-failover",
+)
 """The control-plane Deployments, each of which must become ready."""
 
 _CONTROLLER_UID = 2103
@@ -276,6 +281,15 @@ def deployments(values: Values) -> list[Manifest]:
         _http_probe("/live", c.INJECTOR_ADMIN_PORT),
         {"tls": c.WEBHOOK_TLS_DIR, "config": c.CONFIG_DIR, "trust-roots": c.TRUST_ROOTS_DIR},
     )
+    failover = _container(
+        values,
+        "failover",
+        c.failover_command(values),
+        {"admin-http": c.FAILOVER_ADMIN_PORT},
+        _http_probe("/ready", c.FAILOVER_ADMIN_PORT),
+        _http_probe("/live", c.FAILOVER_ADMIN_PORT),
+        {},
+    )
     issuer_volume = {"name": "identity-issuer", "secret": {"secretName": ISSUER_SECRET}}
     return [
         _deployment(
@@ -303,6 +317,7 @@ def deployments(values: Values) -> list[Manifest]:
                 _trust_roots_volume(),
             ],
         ),
+        _deployment(values, "linkerd-failover", "failover", [failover], []),
     ]
 
 

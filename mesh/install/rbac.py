@@ -6,7 +6,8 @@ nothing beyond what the component's code does: identity reviews tokens and
 records events; destination (and the policy service beside it) lists and
 watches what discovery and policy are computed from, and records Events on
 objects it cannot use; the injector only reads
-namespaces. ``RULES`` is the single table; tests hold it to that.
+namespaces; failover watches TrafficSplits and Endpoints and patches splits'
+weights. ``RULES`` is the single table; tests hold it to that.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ SERVICE_ACCOUNTS = {
     "identity": "linkerd-identity",
     "destination": "linkerd-destination",
     "proxy-injector": "linkerd-proxy-injector",
+    "failover": "linkerd-failover",
 }
 """Component -> its ServiceAccount in the control-plane namespace."""
 
@@ -72,6 +74,13 @@ RULES: dict[str, tuple[Rule, ...]] = {
         Rule(("",), ("events",), ("create", "patch")),
     ),
     "proxy-injector": (Rule(("",), ("namespaces",), ("get",)),),
+    # Reads managed splits and every Service's readiness; writes only split weights
+    # (JSON Patch) and Events on splits (mesh.failover.kube).
+    "failover": (
+        Rule(("split.smi-spec.io",), ("trafficsplits",), ("list", "watch", "patch")),
+        Rule(("",), ("endpoints",), _WATCH),
+        Rule(("",), ("events",), ("create",)),
+    ),
 }
 """Component -> its cluster-wide rules."""
 

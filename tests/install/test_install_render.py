@@ -82,6 +82,7 @@ def test_expected_objects_are_all_there() -> None:
         ("linkerd-identity", {8080}),
         ("linkerd-destination", {8086, 8090}),
         ("linkerd-proxy-injector", {8443, 9995}),
+        ("linkerd-failover", {9996}),
     ],
 )
 def test_deployments_expose_their_ports_and_probe_readiness(
@@ -143,6 +144,12 @@ def test_rbac_is_least_privilege() -> None:
     assert ("discovery.k8s.io", "endpointslices") in destination
     assert ("split.smi-spec.io", "trafficsplits") in destination
     assert granted["linkerd-linkerd-proxy-injector"] == {("", "namespaces"): {"get"}}
+    # failover writes only TrafficSplits (their weights) and Events (CONF-49)
+    assert granted["linkerd-linkerd-failover"] == {
+        ("split.smi-spec.io", "trafficsplits"): {"list", "watch", "patch"},
+        ("", "endpoints"): {"list", "watch"},
+        ("", "events"): {"create"},
+    }
     # No Secret of the control-plane namespace (the issuer's key lives there): link
     # credentials are granted by `multicluster install`, in linkerd-multicluster only.
     assert _grouped("Role") == {}
@@ -165,7 +172,12 @@ def test_bindings_tie_each_role_to_its_service_account() -> None:
             (subject,) = doc["subjects"]
             assert subject["name"] in accounts
             assert subject["namespace"] == "linkerd"
-    assert set(RULES) | set(NAMESPACED_RULES) == {"identity", "destination", "proxy-injector"}
+    assert set(RULES) | set(NAMESPACED_RULES) == {
+        "identity",
+        "destination",
+        "proxy-injector",
+        "failover",
+    }
 
 
 def test_webhook_selectors_and_policies() -> None:
@@ -326,3 +338,11 @@ def test_proxies_expect_the_names_the_control_plane_serves_as() -> None:
     spec = find(DOCS, "Deployment", "linkerd-destination")["spec"]["template"]["spec"]
     for container in spec["containers"]:
         assert _flag(container["command"], "--identity-name") == destination
+
+
+def test_failover_runs_its_component_and_probes_http_health() -> None:
+    spec = find(DOCS, "Deployment", "linkerd-failover")["spec"]["template"]["spec"]
+    (container,) = spec["containers"]
+    assert container["command"][:3] == ["isthmus", "component", "failover"]
+    assert container["readinessProbe"]["httpGet"] == {"path": "/ready", "port": 9996}
+    assert spec["serviceAccountName"] == "linkerd-failover"
