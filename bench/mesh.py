@@ -32,6 +32,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 from lightkube.resources.core_v1 import Pod
 
 from harness import topology as topo
@@ -282,7 +283,12 @@ def _bench(
     for rate in rates:
         count = int(rate * seconds)
         for side, ns in sides.items():
-            s = run(k, ns, urls[side], count, rate, PACED_CONCURRENCY)
+            try:
+                s = run(k, ns, urls[side], count, rate, PACED_CONCURRENCY)
+            except (httpx.HTTPError, RuntimeError) as e:
+                # the load client could not finish in time (an overloaded machine): say so
+                _print(f"{rate:6.0f}/s  {side:<9} no figures: {type(e).__name__}: {e}")
+                continue
             _print(f"{rate:6.0f}/s  {side:<9} {_fmt(s, count)}")
             if side == "meshed":
                 meshed[rate] = s
