@@ -338,10 +338,11 @@ def run(passes: int, seconds: float, configs: list[str], rates: list[int], as_js
                     with pairs.start(name, work, work, app_port) as running:
                         figures = _measure(running, seconds, rates)
                     per_config[name].append(figures)
-                    p50 = figures["rates"].get("2000", {}).get("p50_ms") or 0.0
+                    p50 = figures["rates"].get("2000", {}).get("p50_ms")
+                    p50_text = "-" if p50 is None else f"{p50:.2f}"
                     print(
                         f"pass {n} {name:<8} max rps 16 conns {figures['max_rps_16']:8.0f}, "
-                        f"2000 rps p50 {p50:.2f} ms "
+                        f"2000 rps p50 {p50_text} ms "
                         f"({time.monotonic() - started:.0f}s, load {os.getloadavg()[0]:.2f})",
                         flush=True,
                     )
