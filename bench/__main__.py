@@ -3,6 +3,8 @@
   python -m bench substrate           warm bring-up and teardown of two-flat, idle memory
   python -m bench cold-build          build every upstream binary from scratch (slow, once)
   python -m bench fuzz                every fuzzer (SEC-6) for 10 minutes each, corpus kept
+  python -m bench proxy [...]         the proxy pair beside HAProxy and no proxy (bench.proxy)
+  python -m bench proxy profile       where the proxies spend their time under load
 
 Targets (what we aim for on a 2-core, 24 GB machine; printed next to each figure):
   warm bring-up of two-flat  <= 60 s      teardown <= 15 s
@@ -81,6 +83,11 @@ def cold_build(version: str) -> None:
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["proxy"]:
+        from bench import proxy
+
+        proxy.main(sys.argv[2:])
+        return
     parser = argparse.ArgumentParser(
         prog="python -m bench",
         description=__doc__,

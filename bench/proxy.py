@@ -1,14 +1,22 @@
-"""``python -m bench.proxy``: HTTP/1.1 throughput through two proxies on loopback.
+"""``python -m bench.proxy``: the proxy pair beside HAProxy and no proxy, in one run.
 
-    load -> outbound proxy ("web") -> mTLS -> inbound proxy ("bb") -> app
+    vegeta -> [outbound proxy -> mTLS -> inbound proxy] -> nginx      (all on 127.0.0.1)
 
-Each part runs in its own process (the proxies are single-threaded asyncio),
-everything on 127.0.0.1 with ephemeral ports. The load opens N keep-alive
-connections, each sending requests back to back for the given time, and prints
-requests per second and latency percentiles, for: the app alone (the ceiling of
-the load generator), the proxies in plaintext, and the proxies with mTLS.
+For each configuration (``direct``, ``haproxy``, ``isthmus``; see ``bench.pairs``)
+and each pass: closed loop at 1 and 16 connections (maximum rate), then open
+loop at fixed rates (100, 500, 1000, 2000, 4000 rps by default). Each figure:
+achieved rps, p50/p99/p99.9 latency, failed requests; for the proxies, the
+CPU seconds both used during the 16-connection run (requests per CPU-second)
+and their RSS idle and after the load. Several passes, printed as medians with
+[min-max] ranges; the load average is printed with the run because the
+machines are shared and noisy. ``--json`` prints, as the last line, one object:
+``{"configs": {"direct": C, "haproxy": C, "isthmus": C}}`` with each C holding
+``requests_per_cpu_second``, ``max_rps_16`` and ``rates`` (``{"2000": {"p50_ms",
+"p99_ms", "p999_ms", "achieved_rps", "failed"}}``), medians over passes.
 
-    python -m bench.proxy [--seconds 5] [--connections 1,8,32] [--modes direct,plain,mtls]
+    python -m bench.proxy [--passes 3] [--seconds 3] [--configs direct,haproxy,isthmus]
+                          [--rates 100,500,1000,2000,4000] [--json]
+    python -m bench.proxy profile [--seconds 10] [--top 25]   where our proxies spend time
 """
 
 from __future__ import annotations
@@ -16,55 +24,43 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import cProfile
+import io
+import json
 import os
+import pstats
+import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from bench import pairs
+from bench.loadgen import Attack, Result, attack
 
-TRUST_DOMAIN = "cluster.local"
+__all__ = ["main"]
+
+WARMUP_SECONDS = 0.5
+"""Closed-loop load before measuring (connections, handshakes, pools)."""
 SERVICE = ("10.43.0.10", 8080)
-AUTHORITY = "bb.demo.svc.cluster.local:8080"
-RESPONSE = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
-READY_TIMEOUT = 30.0
-"""Seconds a part may take to start listening."""
+"""The service address the outbound proxy pretends it was sent to."""
+
+TARGETS = {
+    "requests_per_cpu_second": 8000.0,
+    "share_of_haproxy": 0.40,
+    "p50_ms_at_2000": 1.0,
+    "p99_ms_over_haproxy_at_500": 2.0,
+    "rss_idle_mib": 30.0,
+}
 
 
-def _identity(sa: str) -> str:
-    return f"{sa}.demo.serviceaccount.identity.linkerd.{TRUST_DOMAIN}"
+# --- the Isthmus proxy part, run as ``python -m bench.proxy part ...`` -------------------
 
 
-# --- the parts, each run as ``python -m bench.proxy part ...`` --------------------------
-
-
-class _App(asyncio.Protocol):
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        self.buffer = b""
-
-    def data_received(self, data: bytes) -> None:
-        self.buffer += data
-        while b"\r\n\r\n" in self.buffer:
-            _, self.buffer = self.buffer.split(b"\r\n\r\n", 1)
-            self.transport.write(RESPONSE)
-
-
-async def _app() -> None:
-    server = await asyncio.get_running_loop().create_server(_App, "127.0.0.1", 0)
-    print(f"ready {server.sockets[0].getsockname()[1]}", flush=True)
-    await asyncio.Event().wait()
-
-
-async def _proxy(role: str, certs: Path | None, target_port: int) -> None:
+async def _proxy(role: str, certs: Path, target_port: int) -> None:
     from mesh.proxy.config import ProxyConfig
     from mesh.proxy.discovery import Add, Address, Endpoint, NotFound, Update
     from mesh.proxy.origdst import fixed_destination
@@ -73,22 +69,20 @@ async def _proxy(role: str, certs: Path | None, target_port: int) -> None:
     from mesh.proxy.tls import TlsCredentials, TlsStore
 
     name = "web" if role == "client" else "bb"
-    tls = None
-    if certs is not None:
-        tls = TlsStore(
-            TlsCredentials(
-                _identity(name),
-                (certs / f"{name}.crt").read_bytes(),
-                (certs / f"{name}.key").read_bytes(),
-                (certs / "anchors.pem").read_bytes(),
-            )
+    tls = TlsStore(
+        TlsCredentials(
+            pairs.identity(name),
+            (certs / f"{name}.crt").read_bytes(),
+            (certs / f"{name}.key").read_bytes(),
+            (certs / "anchors.pem").read_bytes(),
         )
+    )
 
     class Static:
         async def resolve(self, target: str) -> AsyncIterator[Update]:
             update: Update = NotFound()
             if role == "client":
-                peer = _identity("bb") if certs is not None else None
+                peer = pairs.identity("bb")
                 endpoint = Endpoint(Address("127.0.0.1", target_port), identity=peer)
                 update = Add((endpoint,))
             yield update
@@ -110,169 +104,325 @@ async def _proxy(role: str, certs: Path | None, target_port: int) -> None:
         outbound_destination=fixed_destination(Address(*SERVICE)),
         inbound_destination=fixed_destination(Address("127.0.0.1", target_port)),
     )
+    stopping = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stopping.set)
     async with proxy:
         port = proxy.outbound_port if role == "client" else proxy.inbound_port
         print(f"ready {port}", flush=True)
-        await asyncio.Event().wait()
+        await stopping.wait()
 
 
-# --- the load -----------------------------------------------------------------------------
+def _run_loop(main: Coroutine[Any, Any, None]) -> None:
+    """Run ``main`` on the event loop the proxy process uses."""
+    runner: Callable[[Coroutine[Any, Any, None]], None] = asyncio.run
+    with contextlib.suppress(ImportError):
+        from mesh.proxy import eventloop
+
+        runner = eventloop.run
+    runner(main)
 
 
-async def _load(port: int, connections: int, seconds: float) -> tuple[float, list[float]]:
-    request = f"GET / HTTP/1.1\r\nhost: {AUTHORITY}\r\n\r\n".encode()
-    latencies: list[float] = []
-
-    async def worker() -> None:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        end = time.monotonic() + seconds
-        try:
-            while (start := time.monotonic()) < end:
-                writer.write(request)
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = next(
-                    int(line.split(b":")[1])
-                    for line in head.split(b"\r\n")
-                    if line.lower().startswith(b"content-length")
-                )
-                await reader.readexactly(length)
-                latencies.append(time.monotonic() - start)
-        finally:
-            writer.close()
-            with contextlib.suppress(ConnectionError):
-                await writer.wait_closed()
-
-    started = time.monotonic()
-    await asyncio.gather(*(worker() for _ in range(connections)))
-    return len(latencies) / (time.monotonic() - started), latencies
-
-
-# --- orchestration ------------------------------------------------------------------------
-
-
-def _write_certs(directory: Path) -> None:
-    from mesh.identity import Accepted, create_anchor, create_issuer, issue, parse
-
-    now = datetime.now(UTC)
-    anchor = create_anchor(TRUST_DOMAIN, now=now)
-    issuer = create_issuer(anchor, TRUST_DOMAIN, now=now)
-    (directory / "anchors.pem").write_bytes(anchor.certificate_pem())
-    for sa in ("web", "bb"):
-        key = ec.generate_private_key(ec.SECP256R1())
-        csr = (
-            x509.CertificateSigningRequestBuilder()
-            .subject_name(x509.Name([]))
-            .add_extension(
-                x509.SubjectAlternativeName([x509.DNSName(_identity(sa))]), critical=False
-            )
-            .sign(key, hashes.SHA256())
-        )
-        issued = issue(issuer, Accepted(parse(_identity(sa)), csr), now=now)
-        (directory / f"{sa}.crt").write_bytes(issued.leaf_pem() + issued.chain_pem())
-        (directory / f"{sa}.key").write_bytes(
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
-
-
-@contextlib.contextmanager
-def _part(*args: str) -> Iterator[int]:
-    """Run one part; yield the port it listens on."""
-    root = Path(__file__).resolve().parent.parent
-    env = {**os.environ, "PYTHONPATH": str(root)}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bench.proxy", "part", *args],
-        stdout=subprocess.PIPE,
-        text=True,
-        env=env,
-        cwd=root,
-    )
+def _part(role: str, target: int, certs: Path, profile: Path | None) -> None:
+    profiler = cProfile.Profile() if profile is not None else None
+    if profiler is not None:
+        profiler.enable()
     try:
-        assert process.stdout is not None
-        deadline = time.monotonic() + READY_TIMEOUT
-        line = process.stdout.readline()
-        if not line.startswith("ready ") or time.monotonic() > deadline:
-            raise RuntimeError(f"part {args} did not start: {line!r}")
-        yield int(line.split()[1])
+        _run_loop(_proxy(role, certs, target))
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        if profiler is not None and profile is not None:
+            profiler.disable()
+            profiler.dump_stats(profile)
 
 
-def _report(mode: str, connections: int, rate: float, latencies: list[float]) -> None:
-    ms = sorted(x * 1000 for x in latencies)
-    p50 = statistics.median(ms)
-    p99 = ms[min(len(ms) - 1, int(len(ms) * 0.99))]
+# --- measuring ----------------------------------------------------------------------------
+
+
+def _figures(result: Result) -> dict[str, float | None]:
+    return {
+        "achieved_rps": result.achieved_rps,
+        "p50_ms": result.percentile(0.50),
+        "p99_ms": result.percentile(0.99),
+        "p999_ms": result.percentile(0.999),
+        "failed": float(result.failed),
+    }
+
+
+def _measure(running: pairs.Running, seconds: float, rates: list[int]) -> dict[str, Any]:
+    """One pass over one configuration."""
+    port, pids = running.port, running.proxies
+    rss_idle = sum(pairs.rss_mib(p) for p in pids) / len(pids) if pids else None
+    attack(Attack(port, WARMUP_SECONDS, workers=16, authority=pairs.AUTHORITY))
+    one = attack(Attack(port, seconds, workers=1, authority=pairs.AUTHORITY))
+    cpu_before = sum(pairs.cpu_seconds(p) for p in pids)
+    sixteen = attack(Attack(port, seconds, workers=16, authority=pairs.AUTHORITY))
+    cpu = sum(pairs.cpu_seconds(p) for p in pids) - cpu_before
+    ok16 = sixteen.requests - sixteen.failed
+    figures: dict[str, Any] = {
+        "max_rps_1": one.achieved_rps,
+        "max_rps_16": sixteen.achieved_rps,
+        "closed_16": _figures(sixteen),
+        "cpu_seconds_16": cpu if pids else None,
+        "requests_per_cpu_second": ok16 / cpu if pids and cpu > 0 else None,
+        "rates": {},
+    }
+    for rate in rates:
+        result = attack(Attack(port, seconds, rate=rate, workers=16, authority=pairs.AUTHORITY))
+        figures["rates"][str(rate)] = _figures(result)
+        if result.errors:
+            figures["rates"][str(rate)]["errors"] = dict(
+                sorted(result.errors.items(), key=lambda kv: -kv[1])[:3]
+            )
+    figures["rss_idle_mib"] = rss_idle
+    figures["rss_loaded_mib"] = sum(pairs.rss_mib(p) for p in pids) / len(pids) if pids else None
+    return figures
+
+
+def _median(values: list[Any]) -> dict[str, float | None]:
+    nums = [float(v) for v in values if v is not None]
+    if not nums:
+        return {"median": None, "min": None, "max": None}
+    return {"median": statistics.median(nums), "min": min(nums), "max": max(nums)}
+
+
+def _aggregate(passes: list[dict[str, Any]], rates: list[int]) -> dict[str, Any]:
+    """Medians (and ranges) over passes, in the JSON shape of the module docstring."""
+    keys = ("max_rps_1", "max_rps_16", "requests_per_cpu_second", "rss_idle_mib", "rss_loaded_mib")
+    out: dict[str, Any] = {}
+    ranges: dict[str, Any] = {}
+    for key in keys:
+        m = _median([p[key] for p in passes])
+        out[key], ranges[key] = m["median"], m
+    out["rates"] = {}
+    for rate in rates:
+        per: dict[str, Any] = {}
+        for field in ("p50_ms", "p99_ms", "p999_ms", "achieved_rps", "failed"):
+            m = _median([p["rates"][str(rate)][field] for p in passes])
+            per[field] = m["median"]
+            ranges[f"{rate}.{field}"] = m
+        errors: dict[str, int] = {}
+        for p in passes:
+            for reason, n in p["rates"][str(rate)].get("errors", {}).items():
+                errors[reason] = errors.get(reason, 0) + n
+        if errors:
+            per["errors"] = errors
+        out["rates"][str(rate)] = per
+    out["ranges"] = ranges
+    out["passes"] = len(passes)
+    return out
+
+
+# --- printing -----------------------------------------------------------------------------
+
+
+def _fmt(m: dict[str, float | None], digits: int = 0) -> str:
+    if m["median"] is None:
+        return "-"
+    lo, hi = m["min"], m["max"]
+    return f"{m['median']:.{digits}f} [{lo:.{digits}f}-{hi:.{digits}f}]"
+
+
+def _print_table(results: dict[str, Any], rates: list[int]) -> None:
+    print()
     print(
-        f"{mode:<7} connections={connections:<3} {rate:9.0f} req/s"
-        f"   p50 {p50:6.2f} ms   p99 {p99:6.2f} ms",
+        f"{'config':<9} {'max rps 1 conn':>22} {'max rps 16 conns':>24} "
+        f"{'req per proxy-pair CPU-s':>26} {'RSS/proxy idle':>16} {'RSS loaded':>16}"
+    )
+    for name, c in results.items():
+        r = c["ranges"]
+        print(
+            f"{name:<9} {_fmt(r['max_rps_1']):>22} {_fmt(r['max_rps_16']):>24} "
+            f"{_fmt(r['requests_per_cpu_second']):>26} {_fmt(r['rss_idle_mib'], 1):>16} "
+            f"{_fmt(r['rss_loaded_mib'], 1):>16}"
+        )
+    print()
+    print(
+        f"{'open loop':<9} {'rate':>6} {'achieved rps':>20} {'p50 ms':>20} "
+        f"{'p99 ms':>20} {'p99.9 ms':>20} {'failed':>14}"
+    )
+    for name, c in results.items():
+        r = c["ranges"]
+        for rate in rates:
+            print(
+                f"{name:<9} {rate:>6} {_fmt(r[f'{rate}.achieved_rps']):>20} "
+                f"{_fmt(r[f'{rate}.p50_ms'], 2):>20} {_fmt(r[f'{rate}.p99_ms'], 2):>20} "
+                f"{_fmt(r[f'{rate}.p999_ms'], 2):>20} {_fmt(r[f'{rate}.failed']):>14}"
+            )
+            errors = c["rates"][str(rate)].get("errors")
+            if errors:
+                print(f"{'':<16} failures: {errors}")
+
+
+def _verdicts(results: dict[str, Any]) -> list[tuple[str, bool | None, str]]:
+    """Each target of issue 12: (what, met or None when not measurable, the figures)."""
+    ours, theirs = results.get("isthmus"), results.get("haproxy")
+    if ours is None:
+        return []
+    out: list[tuple[str, bool | None, str]] = []
+
+    def check(what: str, value: float | None, ok: Callable[[float], bool], seen: str) -> None:
+        out.append((what, None if value is None else ok(value), seen))
+
+    eff = ours["requests_per_cpu_second"]
+    check(
+        f">= {TARGETS['requests_per_cpu_second']:.0f} requests per proxy-pair CPU-second",
+        eff,
+        lambda v: v >= TARGETS["requests_per_cpu_second"],
+        f"{eff or 0:.0f}",
+    )
+    if theirs is not None:
+        share = TARGETS["share_of_haproxy"]
+        h_eff, h_max, o_max = (
+            theirs["requests_per_cpu_second"],
+            theirs["max_rps_16"],
+            ours["max_rps_16"],
+        )
+        check(
+            f">= {share:.0%} of HAProxy's requests per CPU-second",
+            eff / h_eff if eff and h_eff else None,
+            lambda v: v >= share,
+            f"{eff or 0:.0f} vs {h_eff or 0:.0f}",
+        )
+        check(
+            f"max rps at 16 connections >= {share:.0%} of HAProxy's",
+            o_max / h_max if o_max and h_max else None,
+            lambda v: v >= share,
+            f"{o_max or 0:.0f} vs {h_max or 0:.0f}",
+        )
+        o500, h500 = ours["rates"].get("500"), theirs["rates"].get("500")
+        if o500 and h500 and o500["p99_ms"] is not None and h500["p99_ms"] is not None:
+            over = TARGETS["p99_ms_over_haproxy_at_500"]
+            check(
+                f"p99 at 500 rps <= HAProxy's + {over:g} ms",
+                o500["p99_ms"] - h500["p99_ms"],
+                lambda v: v <= over,
+                f"{o500['p99_ms']:.2f} ms vs {h500['p99_ms']:.2f} ms",
+            )
+    o2000 = ours["rates"].get("2000")
+    if o2000:
+        p50 = o2000["p50_ms"]
+        ok = o2000["failed"] == 0 and p50 is not None and p50 <= TARGETS["p50_ms_at_2000"]
+        out.append(
+            (
+                "open loop 2000 rps: 0 failed, p50 <= 1 ms",
+                ok,
+                f"failed {o2000['failed']:.0f}, p50 {p50 or float('nan'):.2f} ms,"
+                f" achieved {o2000['achieved_rps']:.0f} rps",
+            )
+        )
+    rss = ours["rss_idle_mib"]
+    check(
+        f"RSS per proxy idle <= {TARGETS['rss_idle_mib']:g} MiB",
+        rss,
+        lambda v: v <= TARGETS["rss_idle_mib"],
+        f"{rss or 0:.1f} MiB",
+    )
+    return out
+
+
+def run(passes: int, seconds: float, configs: list[str], rates: list[int], as_json: bool) -> None:
+    load_before = os.getloadavg()
+    print(
+        f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average "
+        f"{load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}; "
+        f"{passes} passes, {seconds:g}s per figure",
         flush=True,
     )
-
-
-@contextlib.contextmanager
-def _entry(mode: str, app_port: int, certs: Path) -> Iterator[int]:
-    """The port the load connects to for ``mode``."""
-    if mode == "direct":
-        yield app_port
-        return
-    tls = ["--certs", str(certs)] if mode == "mtls" else []
-    with (
-        _part("proxy", "server", str(app_port), *tls) as inbound,
-        _part("proxy", "client", str(inbound), *tls) as outbound,
-    ):
-        yield outbound
-
-
-def run(seconds: float, connections: list[int], modes: list[str]) -> None:
-    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, {seconds:g}s per figure")
+    per_config: dict[str, list[dict[str, Any]]] = {c: [] for c in configs}
     with tempfile.TemporaryDirectory(prefix="isthmus-bench-") as tmp:
-        certs = Path(tmp)
-        _write_certs(certs)
-        with _part("app") as app_port:
-            for mode in modes:
-                with _entry(mode, app_port, certs) as port:
-                    asyncio.run(_load(port, 1, 0.5))  # warm up: connections, handshakes
-                    for n in connections:
-                        rate, latencies = asyncio.run(_load(port, n, seconds))
-                        _report(mode, n, rate, latencies)
+        work = Path(tmp)
+        pairs.write_certs(work)
+        with pairs.nginx(work) as app_port:
+            for n in range(1, passes + 1):
+                for name in configs:
+                    started = time.monotonic()
+                    with pairs.start(name, work, work, app_port) as running:
+                        figures = _measure(running, seconds, rates)
+                    per_config[name].append(figures)
+                    p50 = figures["rates"].get("2000", {}).get("p50_ms")
+                    p50_text = "-" if p50 is None else f"{p50:.2f}"
+                    print(
+                        f"pass {n} {name:<8} max rps 16 conns {figures['max_rps_16']:8.0f}, "
+                        f"2000 rps p50 {p50_text} ms "
+                        f"({time.monotonic() - started:.0f}s, load {os.getloadavg()[0]:.2f})",
+                        flush=True,
+                    )
+    results = {name: _aggregate(p, rates) for name, p in per_config.items()}
+    _print_table(results, rates)
+    print()
+    for what, met, seen in _verdicts(results):
+        verdict = "not measured" if met is None else ("met" if met else "NOT MET")
+        print(f"  {verdict:<12} {what}: {seen}")
+    load_after = os.getloadavg()
+    print(f"load average after: {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f}")
+    if as_json:
+        document = {
+            "configs": results,
+            "load_average": {"before": list(load_before), "after": list(load_after)},
+            "seconds": seconds,
+        }
+        print(json.dumps(document, separators=(",", ":")))
+
+
+def profile(seconds: float, top: int) -> None:
+    """Profile both Isthmus proxies (cProfile) under 16-connection load; print the top."""
+    with tempfile.TemporaryDirectory(prefix="isthmus-profile-") as tmp:
+        work = Path(tmp)
+        pairs.write_certs(work)
+        base = work / "isthmus"
+        with pairs.nginx(work) as app_port:
+            with pairs.isthmus_pair(work, app_port, profile=base) as (port, _):
+                attack(Attack(port, WARMUP_SECONDS, workers=16, authority=pairs.AUTHORITY))
+                result = attack(Attack(port, seconds, workers=16, authority=pairs.AUTHORITY))
+            print(
+                f"{result.requests} requests in {seconds:g}s under cProfile "
+                f"({result.achieved_rps:.0f} rps, {result.failed} failed)"
+            )
+            for side in ("outbound", "inbound"):
+                path = base.with_suffix(f".{side}.prof")
+                text = io.StringIO()
+                stats = pstats.Stats(str(path), stream=text)
+                stats.strip_dirs().sort_stats("tottime").print_stats(top)
+                print(f"\n=== {side} proxy: top {top} functions by own time ===")
+                print(text.getvalue().split("\n", 4)[-1].rstrip())
 
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["part"]:
         part = argparse.ArgumentParser(prog="bench.proxy part")
-        part.add_argument("kind", choices=["app", "proxy"])
-        part.add_argument("role", nargs="?", choices=["client", "server"])
-        part.add_argument("target", nargs="?", type=int, default=0)
-        part.add_argument("--certs", type=Path)
+        part.add_argument("role", choices=["client", "server"])
+        part.add_argument("target", type=int)
+        part.add_argument("--certs", type=Path, required=True)
+        part.add_argument("--profile", type=Path)
         args = part.parse_args(argv[1:])
-        if args.kind == "app":
-            asyncio.run(_app())
-        else:
-            asyncio.run(_proxy(args.role, args.certs, args.target))
+        _part(args.role, args.target, args.certs, args.profile)
+        return
+    if argv[:1] == ["profile"]:
+        prof = argparse.ArgumentParser(prog="python -m bench.proxy profile")
+        prof.add_argument("--seconds", type=float, default=10.0)
+        prof.add_argument("--top", type=int, default=25)
+        args = prof.parse_args(argv[1:])
+        profile(args.seconds, args.top)
         return
     parser = argparse.ArgumentParser(
         prog="python -m bench.proxy",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--connections", default="1,8,32")
-    parser.add_argument("--modes", default="direct,plain,mtls")
+    parser.add_argument("--passes", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=3.0, help="per figure")
+    parser.add_argument("--configs", default=",".join(pairs.CONFIGS))
+    parser.add_argument("--rates", default="100,500,1000,2000,4000")
+    parser.add_argument("--json", action="store_true", help="a JSON object as the last line")
     args = parser.parse_args(argv)
-    run(
-        args.seconds,
-        [int(c) for c in args.connections.split(",")],
-        [m.strip() for m in args.modes.split(",")],
-    )
+    configs = [c.strip() for c in args.configs.split(",") if c.strip()]
+    unknown = [c for c in configs if c not in pairs.CONFIGS]
+    if unknown:
+        parser.error(f"unknown configurations {unknown}; known: {', '.join(pairs.CONFIGS)}")
+    if args.passes < 1 or args.seconds <= 0:
+        parser.error("--passes must be >= 1 and --seconds > 0")
+    rates = [int(r) for r in args.rates.split(",") if r.strip()]
+    run(args.passes, args.seconds, configs, rates, args.json)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from mesh.proxy import eventloop
 from mesh.proxy.envconfig import EnvConfig, EnvError, load, log_levels
 from mesh.proxy.runtime import ProxyRuntime
 from mesh.serving import stop_signal
@@ -84,9 +85,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         for problem in e.problems:
             print(f"proxy: {problem}", file=sys.stderr)
         raise SystemExit(2) from None
+    try:
+        eventloop.loop_name()
+    except (ValueError, ImportError) as e:
+        print(f"proxy: {eventloop.ENV}: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
     configure_logging(env)
     try:
-        asyncio.run(serve(env))
+        eventloop.run(serve(env))
     except OSError as e:
         print(f"proxy: {e}", file=sys.stderr)
         raise SystemExit(1) from None

@@ -228,49 +228,83 @@ class _Driver:
         await self.execute(commands)
 
     async def execute(self, commands: list[Command]) -> None:
+        """Carry out ``commands`` in order; consecutive sends to one side go as one write."""
         queue = deque(commands)
+        down: list[bytes] = []
+        up: list[bytes] = []
+        up_to: PooledConnection | None = None
         wrote_down = False
         wrote_up: PooledConnection | None = None
-        while queue:
-            command = queue.popleft()
-            if isinstance(command, SendDownstream):
-                try:
-                    self.down.write(command.data)
-                    wrote_down = True
-                except (ConnectionError, OSError):
-                    self.closed = True
-            elif isinstance(command, SendUpstream):
-                pooled = command.upstream.key
-                assert isinstance(pooled, PooledConnection)
-                try:
-                    pooled.conn.write(command.data)
-                    wrote_up = pooled
-                except (ConnectionError, OSError) as e:
-                    queue.extend(self.session.upstream_failed(LocalResponse.bad_gateway(_error(e))))
-            elif isinstance(command, ReleaseUpstream):
-                pooled = command.upstream.key
-                assert isinstance(pooled, PooledConnection)
-                if self.upstream is pooled:
-                    self.upstream = None
-                if wrote_up is pooled:
-                    wrote_up = None
-                settled = await self.settle_upstream_read(pooled)
-                self.pool.release(pooled, command.reusable and settled)
-            elif isinstance(command, RouteRequest):
-                self.head = command.head
-            elif isinstance(command, ResponseStarted):
-                if self.exchange is not None:
-                    self.exchange.response_started(
-                        command.status, local=command.local, now=self.clock()
-                    )
-            elif isinstance(command, ResponseFinished):
-                if self.exchange is not None:
-                    self.exchange.finished(
-                        command.status, command.body_bytes, command.error, now=self.clock()
-                    )
-                    self.exchange = None
-            elif isinstance(command, CloseDownstream):
+
+        def flush_down() -> None:
+            nonlocal wrote_down
+            if not down:
+                return
+            data = down[0] if len(down) == 1 else b"".join(down)
+            down.clear()
+            try:
+                self.down.write(data)
+                wrote_down = True
+            except (ConnectionError, OSError):
                 self.closed = True
+
+        def flush_up() -> None:
+            nonlocal wrote_up, up_to
+            pooled, up_to = up_to, None
+            if pooled is None or not up:
+                up.clear()
+                return
+            data = up[0] if len(up) == 1 else b"".join(up)
+            up.clear()
+            try:
+                pooled.conn.write(data)
+                wrote_up = pooled
+            except (ConnectionError, OSError) as e:
+                queue.extend(self.session.upstream_failed(LocalResponse.bad_gateway(_error(e))))
+
+        while True:
+            while queue:
+                command = queue.popleft()
+                if isinstance(command, SendDownstream):
+                    down.append(command.data)
+                elif isinstance(command, SendUpstream):
+                    pooled = command.upstream.key
+                    assert isinstance(pooled, PooledConnection)
+                    if up_to is not pooled:
+                        flush_up()
+                        up_to = pooled
+                    up.append(command.data)
+                elif isinstance(command, ReleaseUpstream):
+                    pooled = command.upstream.key
+                    assert isinstance(pooled, PooledConnection)
+                    if up_to is pooled:
+                        flush_up()
+                    flush_down()
+                    if self.upstream is pooled:
+                        self.upstream = None
+                    if wrote_up is pooled:
+                        wrote_up = None
+                    settled = await self.settle_upstream_read(pooled)
+                    self.pool.release(pooled, command.reusable and settled)
+                elif isinstance(command, RouteRequest):
+                    self.head = command.head
+                elif isinstance(command, ResponseStarted):
+                    if self.exchange is not None:
+                        self.exchange.response_started(
+                            command.status, local=command.local, now=self.clock()
+                        )
+                elif isinstance(command, ResponseFinished):
+                    if self.exchange is not None:
+                        self.exchange.finished(
+                            command.status, command.body_bytes, command.error, now=self.clock()
+                        )
+                        self.exchange = None
+                elif isinstance(command, CloseDownstream):
+                    self.closed = True
+            flush_up()
+            if not queue:
+                break
+        flush_down()
         if wrote_up is not None:
             try:
                 await wrote_up.conn.drain()

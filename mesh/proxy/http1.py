@@ -1,4 +1,4 @@
-"""HTTP/1.1 forwarding on top of h11, sans I/O.
+"""HTTP/1.1 forwarding, sans I/O, on the llhttp parser (``h1wire``).
 
 An ``Http1Session`` is one downstream connection (the proxy acting as server)
 and, while a request is in flight, one ``UpstreamConnection`` (the proxy acting
@@ -19,17 +19,35 @@ Per request:
 
 Failures: an upstream that breaks before the response head gives a local 502
 with ``l5d-proxy-error``; after it, the downstream connection is closed. A
-downstream that goes away releases the upstream as not reusable.
+downstream that goes away releases the upstream as not reusable. Malformed
+requests get 400 (431 for a head over ``MAX_HEAD_SIZE``) and the connection closes.
+
+Framing: request and response bodies keep their framing (Content-Length or
+chunked, re-chunked as they stream; trailers relayed). A response to an
+HTTP/1.0 client, a response delimited by the upstream closing, and any response
+after which the client asked to close carry ``connection: close`` and end the
+downstream connection. Upstream requests are always HTTP/1.1 with a Host.
+Upgrades are not proxied (a 101 answer gives 502).
 """
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 from enum import Enum, auto
 from http import HTTPStatus
 
-import h11
-
+from mesh.proxy.h1wire import (
+    Body,
+    Closed,
+    End,
+    Head,
+    MessageReader,
+    WireError,
+    chunk,
+    head_bytes,
+    last_chunk,
+)
 from mesh.proxy.telemetry import Direction
 
 __all__ = [
@@ -68,7 +86,7 @@ _FRAMING = frozenset({b"content-length", b"transfer-encoding"})
 def strip_hop_by_hop(headers: list[Header] | tuple[Header, ...]) -> list[Header]:
     """``headers`` without hop-by-hop ones (and those the ``Connection`` header lists).
 
-    Framing headers stay: h11 needs them to frame the body it re-sends.
+    Framing headers stay: the body is re-sent with the framing it came with.
     """
     listed: set[bytes] = set()
     for name, value in headers:
@@ -144,19 +162,25 @@ class LocalResponse:
 class UpstreamConnection:
     """The client half of one upstream HTTP/1.1 connection; reusable across requests."""
 
-    __slots__ = ("conn", "host", "key")
+    __slots__ = ("busy", "chunked", "host", "keep_alive", "key", "reader")
 
     def __init__(self, host: str, key: object = None) -> None:
-        self.conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD_SIZE)
+        self.reader = MessageReader(response=True, max_head=MAX_HEAD_SIZE)
         self.host = host
         """The Host header to send when a request has none (HTTP/1.0)."""
         self.key = key
         """Whatever the driver uses to find the socket or pool slot."""
+        self.busy = False
+        """A request is on it whose exchange has not completed."""
+        self.keep_alive = True
+        """The server has not said (or shown) that it closes after this response."""
+        self.chunked = False
+        """The request body in flight is chunked."""
 
     @property
     def reusable(self) -> bool:
         """Whether another request may be sent on it."""
-        return self.conn.our_state is h11.IDLE and self.conn.their_state is h11.IDLE
+        return self.keep_alive and not self.busy and not self.reader.in_message
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,14 +250,23 @@ class Phase(Enum):
     CLOSED = auto()
 
 
-@dataclass
+@dataclass(slots=True)
 class _Exchange:
     head: RequestHead
+    keep_alive: bool
+    """The client keeps the connection open after this exchange."""
     upstream: UpstreamConnection | None = None
     request_done: bool = False
     response_status: int | None = None
     response_done: bool = False
     body_bytes: int = 0
+    no_body: bool = False
+    """The response has no body (HEAD, 1xx, 204, 304)."""
+    chunk_out: bool = False
+    """The response body goes downstream chunked."""
+
+
+_NO_BODY_STATUS = frozenset({204, 304})
 
 
 class Http1Session:
@@ -247,7 +280,9 @@ class Http1Session:
         self.direction = direction
         self.client_id = client_id
         self.phase = Phase.IDLE
-        self._down = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_SIZE)
+        self._reader = MessageReader(response=False, max_head=MAX_HEAD_SIZE)
+        self._pending: deque[Head | Body | End | Closed | WireError] = deque()
+        """Parsed but not yet acted on (pipelined requests wait for the exchange before)."""
         self._ex: _Exchange | None = None
 
     # --- what the driver asks ------------------------------------------------------
@@ -268,7 +303,12 @@ class Http1Session:
         """Bytes from the client (``b""``: it closed its side)."""
         if self.phase is Phase.CLOSED:
             return []
-        self._down.receive_data(data)
+        reader = self._reader
+        try:
+            self._pending.extend(reader.feed(data))
+        except WireError as e:
+            self._pending.extend(reader.events)  # the messages before the bad bytes
+            self._pending.append(e)
         return _clean(self._pump_downstream())
 
     def receive_upstream(self, data: bytes) -> list[Command]:
@@ -277,26 +317,21 @@ class Http1Session:
         if ex is None or ex.upstream is None or self.phase is Phase.CLOSED:
             return []
         up = ex.upstream
-        up.conn.receive_data(data)
+        try:
+            events = up.reader.feed(data)
+        except WireError as e:
+            error = str(e) or "malformed response"
+            if not data:
+                error = "connection closed " + (
+                    "before the response" if ex.response_status is None else "mid-response"
+                )
+            return _clean(self._upstream_broken(LocalResponse.bad_gateway(error)))
         out: list[Command] = []
-        while ex.upstream is not None:
-            try:
-                event = up.conn.next_event()
-            except h11.RemoteProtocolError as e:
-                error = _describe(e)
-                if not data:
-                    error = "connection closed " + (
-                        "before the response" if ex.response_status is None else "mid-response"
-                    )
-                out += self._upstream_broken(LocalResponse.bad_gateway(error))
+        for event in events:
+            if ex.upstream is not up:
+                up.keep_alive = False  # bytes after the response: not reusable
                 break
-            if event is h11.NEED_DATA or event is h11.PAUSED:
-                break
-            try:
-                out += self._relay_response(ex, event)
-            except h11.LocalProtocolError as e:
-                out += self._upstream_broken(LocalResponse.bad_gateway(str(e)))
-                break
+            out += self._relay_response(ex, up, event)
         return _clean(out)
 
     def forward(
@@ -319,14 +354,13 @@ class Http1Session:
             headers = [(n, v) for n, v in headers if n != b"host"]
             headers.insert(0, (b"host", host.encode()))
         headers.extend(extra_headers)
-        request = h11.Request(method=head.method, target=head.target, headers=headers)
         ex.upstream = upstream
+        upstream.busy = True
+        upstream.chunked = _is_chunked(headers)
+        upstream.reader.skip_body = head.method == "HEAD"
         self.phase = Phase.FORWARDING
-        try:
-            data = upstream.conn.send(request)
-        except h11.LocalProtocolError as e:
-            return _clean(self._upstream_broken(LocalResponse.bad_gateway(str(e))))
-        out: list[Command] = [SendUpstream(upstream, data or b"")]
+        line = f"{head.method} {head.target} HTTP/1.1".encode("latin-1")
+        out: list[Command] = [SendUpstream(upstream, head_bytes(line, headers))]
         return _clean(out + self._pump_downstream())
 
     def respond(self, response: LocalResponse) -> list[Command]:
@@ -349,96 +383,107 @@ class Http1Session:
 
     def _pump_downstream(self) -> list[Command]:
         out: list[Command] = []
-        while self.phase not in (Phase.ROUTING, Phase.CLOSED):
-            try:
-                event = self._down.next_event()
-            except h11.RemoteProtocolError as e:
-                return out + self._downstream_broken(e)
-            if event is h11.NEED_DATA or event is h11.PAUSED:
-                break
+        pending = self._pending
+        while pending and self.phase not in (Phase.ROUTING, Phase.CLOSED):
+            event = pending[0]
             ex = self._ex
-            if isinstance(event, h11.Request) and _head_size(event) > MAX_HEAD_SIZE:
-                # h11 bounds only heads that arrive in pieces; one that came whole is checked here
-                error = h11.RemoteProtocolError("request head too large", error_status_hint=431)
-                return out + self._downstream_broken(error)
-            if isinstance(event, h11.Request):
+            if isinstance(event, Head | Closed) and ex is not None:
+                break  # the next request (or the close) waits for this exchange to end
+            if isinstance(event, WireError) and ex is not None and ex.request_done:
+                break  # so does an error in the next request
+            pending.popleft()
+            if isinstance(event, WireError):
+                return out + self._downstream_broken(event)
+            if isinstance(event, Head):
+                if event.version == "1.1" and not any(n == b"host" for n, _ in event.headers):
+                    return out + self._downstream_broken(
+                        WireError("Missing mandatory Host: header")
+                    )
                 head = RequestHead(
-                    event.method.decode("ascii"),
+                    event.method,
                     event.target.decode("latin-1"),
                     tuple(event.headers),
-                    event.http_version.decode("ascii"),
+                    event.version,
                 )
-                self._ex = _Exchange(head)
+                self._ex = _Exchange(head, keep_alive=event.keep_alive)
                 self.phase = Phase.ROUTING
                 out.append(RouteRequest(head))
-            elif isinstance(event, h11.Data) and ex is not None:
-                if ex.upstream is not None:
-                    out.append(SendUpstream(ex.upstream, _send(ex.upstream, h11.Data(event.data))))
-            elif isinstance(event, h11.EndOfMessage) and ex is not None:
+            elif isinstance(event, Body):
+                if ex is not None and ex.upstream is not None:
+                    to = ex.upstream
+                    out.append(SendUpstream(to, chunk(event.data) if to.chunked else event.data))
+            elif isinstance(event, End):
+                if ex is None:
+                    continue
                 ex.request_done = True
-                if ex.upstream is not None:
-                    eom = h11.EndOfMessage(headers=list(event.headers))
-                    out.append(SendUpstream(ex.upstream, _send(ex.upstream, eom)))
+                last = ex.upstream
+                if last is not None and last.chunked:
+                    out.append(SendUpstream(last, last_chunk(event.trailers)))
                 out += self._maybe_complete()
-            elif isinstance(event, h11.ConnectionClosed):
+            else:
                 out += self._close_downstream("client closed the connection")
         return out
 
-    def _relay_response(self, ex: _Exchange, event: object) -> list[Command]:
-        down = self._down
-        if isinstance(event, h11.InformationalResponse):
-            if event.status_code == 101:
+    def _relay_response(
+        self, ex: _Exchange, up: UpstreamConnection, event: Head | Body | End | Closed
+    ) -> list[Command]:
+        if isinstance(event, Head):
+            if event.status == 101 or event.upgrade:
                 return self._upstream_broken(
                     LocalResponse.bad_gateway("upgrades are not supported")
                 )
-            info = h11.InformationalResponse(
-                status_code=event.status_code,
-                headers=strip_hop_by_hop(list(event.headers)),
-                reason=event.reason,
-            )
-            return [SendDownstream(down.send(info) or b"")]
-        if isinstance(event, h11.Response):
-            ex.response_status = event.status_code
-            response = h11.Response(
-                status_code=event.status_code,
-                headers=strip_hop_by_hop(list(event.headers)),
-                reason=event.reason,
-            )
-            data = down.send(response) or b""
-            return [SendDownstream(data), ResponseStarted(event.status_code, local=False)]
-        if isinstance(event, h11.Data):
+            headers = strip_hop_by_hop(event.headers)
+            line = b"HTTP/1.1 %d %b" % (event.status, event.reason)
+            if event.status < 200:
+                return [SendDownstream(head_bytes(line, headers))]
+            if not event.keep_alive:
+                up.keep_alive = False
+            ex.response_status = event.status
+            ex.no_body = ex.head.method == "HEAD" or event.status in _NO_BODY_STATUS
+            if not ex.no_body:
+                if event.chunked and ex.head.http_version != "1.1":
+                    headers = [(n, v) for n, v in headers if n != b"transfer-encoding"]
+                    ex.keep_alive = False  # the body ends when the connection does
+                elif event.chunked:
+                    ex.chunk_out = True
+                elif not event.has_length:
+                    ex.keep_alive = False
+            if not ex.keep_alive:
+                headers.append((b"connection", b"close"))
+            data = head_bytes(line, headers)
+            return [SendDownstream(data), ResponseStarted(event.status, local=False)]
+        if isinstance(event, Body):
             ex.body_bytes += len(event.data)
-            return [SendDownstream(down.send(h11.Data(event.data)) or b"")]
-        if isinstance(event, h11.EndOfMessage):
+            return [SendDownstream(chunk(event.data) if ex.chunk_out else event.data)]
+        if isinstance(event, End):
+            if ex.response_status is None:
+                return []  # the end of an informational response
             ex.response_done = True
-            data = down.send(h11.EndOfMessage(headers=list(event.headers))) or b""
-            out: list[Command] = [
-                SendDownstream(data),
-                ResponseFinished(ex.response_status, ex.body_bytes),
-            ]
+            up.busy = False
+            out: list[Command] = []
+            if ex.chunk_out:
+                out.append(SendDownstream(last_chunk(event.trailers)))
+            out.append(ResponseFinished(ex.response_status, ex.body_bytes))
             return out + self._maybe_complete()
-        if isinstance(event, h11.ConnectionClosed):
-            return self._upstream_broken(
-                LocalResponse.bad_gateway("connection closed before the response")
-            )
-        return []
+        return self._upstream_broken(
+            LocalResponse.bad_gateway("connection closed before the response")
+        )
 
     def _respond_local(self, response: LocalResponse) -> list[Command]:
         ex = self._ex
         assert ex is not None
-        down = self._down
-        if down.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
+        if ex.response_status is not None:
             return self._close_downstream(response.error or "cannot respond")
         headers: list[Header] = [(b"content-length", str(len(response.body)).encode())]
         if response.error is not None:
             headers.append((PROXY_ERROR_HEADER, response.error.encode()))
         headers += list(response.headers)
-        reason = _reason(response.status)
-        head = h11.Response(status_code=response.status, headers=headers, reason=reason)
-        data = down.send(head) or b""
-        if response.body:
-            data += down.send(h11.Data(response.body)) or b""
-        data += down.send(h11.EndOfMessage()) or b""
+        if not ex.keep_alive:
+            headers.append((b"connection", b"close"))
+        line = b"HTTP/1.1 %d %b" % (response.status, _reason(response.status))
+        data = head_bytes(line, headers)
+        if response.body and ex.head.method != "HEAD":
+            data += response.body
         ex.response_status = response.status
         ex.response_done = True
         ex.body_bytes = len(response.body)
@@ -457,15 +502,11 @@ class Http1Session:
         out: list[Command] = []
         up = ex.upstream
         if up is not None:
-            reusable = up.conn.our_state is h11.DONE and up.conn.their_state is h11.DONE
-            if reusable:
-                up.conn.start_next_cycle()
+            up.busy = False
             ex.upstream = None
-            out.append(ReleaseUpstream(up, reusable))
+            out.append(ReleaseUpstream(up, up.reusable))
         self._ex = None
-        down = self._down
-        if down.our_state is h11.DONE and down.their_state is h11.DONE:
-            down.start_next_cycle()
+        if ex.keep_alive:
             self.phase = Phase.IDLE
             out += self._pump_downstream()
         else:
@@ -478,6 +519,7 @@ class Http1Session:
         if ex is None:
             return out
         if ex.upstream is not None:
+            ex.upstream.keep_alive = False
             out.append(ReleaseUpstream(ex.upstream, reusable=False))
             ex.upstream = None
         if ex.response_status is None:
@@ -486,36 +528,32 @@ class Http1Session:
             out.append(ResponseFinished(ex.response_status, ex.body_bytes, response.error))
         return out + self._close_downstream(response.error)
 
-    def _downstream_broken(self, error: h11.RemoteProtocolError) -> list[Command]:
+    def _downstream_broken(self, error: WireError) -> list[Command]:
         ex = self._ex
-        down = self._down
-        if (ex is None or ex.upstream is None) and down.our_state in (h11.IDLE, h11.SEND_RESPONSE):
-            status = error.error_status_hint
+        if ex is None or (ex.upstream is None and ex.response_status is None):
             body = f"{error}\n".encode()
             headers: list[Header] = [
                 (b"content-length", str(len(body)).encode()),
                 (b"connection", b"close"),
             ]
-            try:
-                data = down.send(h11.Response(status_code=status, headers=headers)) or b""
-                data += (down.send(h11.Data(body)) or b"") + (down.send(h11.EndOfMessage()) or b"")
-            except h11.LocalProtocolError:
-                data = b""
-            out: list[Command] = [SendDownstream(data)] if data else []
+            line = b"HTTP/1.1 %d %b" % (error.status, _reason(error.status))
+            out: list[Command] = [SendDownstream(head_bytes(line, headers) + body)]
             return out + self._close_downstream(None)
-        return self._close_downstream(_describe(error))
+        return self._close_downstream(str(error) or type(error).__name__)
 
     def _close_downstream(self, error: str | None) -> list[Command]:
         out: list[Command] = []
         ex = self._ex
         if ex is not None:
             if ex.upstream is not None:
+                ex.upstream.keep_alive = False
                 out.append(ReleaseUpstream(ex.upstream, reusable=False))
                 ex.upstream = None
             if ex.response_status is not None and not ex.response_done:
                 out.append(ResponseFinished(ex.response_status, ex.body_bytes, error))
             self._ex = None
         self.phase = Phase.CLOSED
+        self._pending.clear()
         out.append(CloseDownstream())
         return out
 
@@ -527,21 +565,10 @@ def _reason(status: int) -> bytes:
         return b""
 
 
+def _is_chunked(headers: list[Header]) -> bool:
+    return any(n == b"transfer-encoding" and b"chunked" in v.lower() for n, v in headers)
+
+
 def _clean(commands: list[Command]) -> list[Command]:
     """``commands`` without empty sends (an empty write would read as end of stream)."""
     return [c for c in commands if not isinstance(c, SendDownstream | SendUpstream) or c.data]
-
-
-def _send(upstream: UpstreamConnection, event: h11.Data | h11.EndOfMessage) -> bytes:
-    return upstream.conn.send(event) or b""
-
-
-def _head_size(request: h11.Request) -> int:
-    """The size of ``request``'s head as sent (near enough: line and header fields)."""
-    fields = sum(len(name) + len(value) + 4 for name, value in request.headers.raw_items())
-    return len(request.method) + len(request.target) + 12 + fields
-
-
-def _describe(error: h11.ProtocolError) -> str:
-    text = str(error)
-    return text if text else type(error).__name__

@@ -31,7 +31,14 @@ from mesh.proxy.origdst import OriginalDestination
 from mesh.proxy.pool import ConnectionPool, PoolKey
 from mesh.proxy.resolve import Destination, Destinations
 from mesh.proxy.tap import Peer, RequestInfo, TapHub
-from mesh.proxy.telemetry import Direction, NoTls, ProxyMetrics, TlsStatus, outbound_labels
+from mesh.proxy.telemetry import (
+    Direction,
+    HttpStats,
+    NoTls,
+    ProxyMetrics,
+    TlsStatus,
+    outbound_labels,
+)
 from mesh.proxy.tls import HandshakeError, TlsSession, TlsStore
 
 __all__ = ["Outbound"]
@@ -39,6 +46,7 @@ __all__ = ["Outbound"]
 log = logging.getLogger(__name__)
 
 _LOOPBACK_LABELS = (("tls", "no_identity"), ("no_tls_reason", NoTls.LOOPBACK.value))
+_UNDISCOVERED = TlsStatus(reason=NoTls.NOT_PROVIDED_BY_SERVICE_DISCOVERY)
 
 
 def _observer(balancer: Balancer[Address], lease: Lease[Address]) -> Callable[[float, bool], None]:
@@ -127,9 +135,9 @@ class _Router:
         tls: TlsStatus | None,
         observe: Callable[[float, bool], None] | None = None,
     ) -> Exchange:
-        tls = tls or TlsStatus(reason=NoTls.NOT_PROVIDED_BY_SERVICE_DISCOVERY)
+        tls = tls or _UNDISCOVERED
         dst = endpoint.labels if endpoint is not None else ()
-        stats = self.outbound.metrics.http(outbound_labels(head.authority, address, tls, dst))
+        stats = self.outbound.http_stats(head.authority, address, tls, dst)
         info = self._info(head, address, tls)
         return Exchange(now, stats, self.outbound.tap, info, observe)
 
@@ -161,6 +169,20 @@ class Outbound:
             idle_timeout=config.timeouts.pool_idle,
             max_idle=config.pool_max_idle,
         )
+        self._stats: dict[
+            tuple[str, Address, TlsStatus, tuple[tuple[str, str], ...]], HttpStats
+        ] = {}
+
+    def http_stats(
+        self, authority: str, address: Address, tls: TlsStatus, dst: tuple[tuple[str, str], ...]
+    ) -> HttpStats:
+        """The recorder of outbound HTTP series to ``address`` (cached: no labels per request)."""
+        key = (authority, address, tls, dst)
+        stats = self._stats.get(key)
+        if stats is None:
+            labels = outbound_labels(authority, address, tls, dst)
+            stats = self._stats[key] = self.metrics.http(labels)
+        return stats
 
     def router(self, destination: Destination, target: Address, source: Address) -> Router:
         """Routes requests to ``destination`` as this side does (the gateway reuses it)."""

@@ -186,7 +186,7 @@ class ProxyRuntime:
         self.policy.start()
         await self.proxy.start()
         log.info(
-            "proxy ready: inbound %s:%d, outbound %s:%d, admin %s:%d, identity %s",
+            "proxy ready: inbound %s:%d, outbound %s:%d, admin %s:%d, identity %s, loop %s",
             self.proxy.config.inbound_host,
             self.proxy.inbound_port,
             self.proxy.config.outbound_host,
@@ -194,6 +194,7 @@ class ProxyRuntime:
             self.proxy.config.admin_host,
             self.proxy.admin_port,
             self.identity.settings.local_name if self.identity else "disabled",
+            type(asyncio.get_running_loop()).__module__.split(".")[0],
         )
 
     async def stop(self, grace: float = 0.0) -> None:

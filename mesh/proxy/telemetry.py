@@ -291,21 +291,22 @@ class InboundLabels:
         self._target = _target(target)
         self._tls_labels = tls_labels
         self._server_labels = _server(server, target.port)
-        self._allow: dict[tuple[str, str, str], Labels] = {}
+        self._allow: dict[tuple[str, str, str], Cell] = {}
         self._http: dict[tuple[str, str, str, str], HttpStats] = {}
 
-    def _allow_labels(self, authorization: Authorization) -> Labels:
+    def _allow_cell(self, authorization: Authorization) -> Cell:
         key = (authorization.group, authorization.kind, authorization.name)
-        labels = self._allow.get(key)
-        if labels is None:
-            labels = self._allow[key] = (
+        cell = self._allow.get(key)
+        if cell is None:
+            labels = (
                 *self._target,
                 *self._server_labels,
                 *_route(authorization),
                 *_authz(authorization),
                 *self._tls_labels,
             )
-        return labels
+            cell = self._allow[key] = self._m.inbound_http_authz_allow_total.cell(labels)
+        return cell
 
     def tcp(self) -> TcpStats:
         """The recorder of this connection's TCP series."""
@@ -313,7 +314,7 @@ class InboundLabels:
 
     def http_allowed(self, allow: Allow) -> None:
         """Count an HTTP request admitted by ``allow``."""
-        self._m.inbound_http_authz_allow_total.inc(self._allow_labels(allow.authorization))
+        self._allow_cell(allow.authorization).value += 1
 
     def http_denied(self) -> None:
         """Count an HTTP request refused by policy."""

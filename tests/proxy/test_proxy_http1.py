@@ -448,3 +448,56 @@ def test_a_request_head_over_the_limit_gets_431_however_it_arrives(pieces: int) 
     sent = b"".join(c.data for c in commands if isinstance(c, SendDownstream))
     assert sent.startswith(b"HTTP/1.1 431 "), f"expected a 431, the client got {sent[:80]!r}"
     assert isinstance(commands[-1], CloseDownstream)
+
+
+def test_a_chunked_response_to_an_http10_client_is_sent_until_close() -> None:
+    book = Playbook(Direction.OUTBOUND)
+    book.client_sends_bytes(b"GET / HTTP/1.0\r\nhost: x\r\n\r\n")
+    up = book.upstream()
+    book.forward(up)
+    book.app_gets(up)
+    cmds = book.app_sends(
+        up,
+        h11.Response(status_code=200, headers=[("transfer-encoding", "chunked")]),
+        h11.Data(b"ab"),
+        h11.EndOfMessage(),
+    )
+    sent = b"".join(c.data for c in cmds if isinstance(c, SendDownstream))
+    head, _, rest = sent.partition(b"\r\n\r\n")
+    assert b"transfer-encoding" not in head.lower()
+    assert b"connection: close" in head
+    assert rest == b"ab"
+    assert isinstance(cmds[-1], CloseDownstream)
+    assert book.released == [(up, True)]
+
+
+def test_a_response_delimited_by_close_ends_both_connections() -> None:
+    book = Playbook(Direction.OUTBOUND)
+    book.client_sends(get(), h11.EndOfMessage())
+    up = book.upstream()
+    book.forward(up)
+    book.app_gets(up)
+    book.run(book.session.receive_upstream(b"HTTP/1.1 200 OK\r\n\r\nstream"))
+    cmds = book.app_closes(up)
+    assert ResponseFinished(200, 6) in cmds
+    assert ReleaseUpstream(up, reusable=False) in cmds
+    assert isinstance(cmds[-1], CloseDownstream)
+    response, data, end = book.client_gets()[:3]
+    assert header(response, b"connection") == [b"close"]
+    assert data.data == b"stream"
+    assert isinstance(end, h11.EndOfMessage)
+
+
+def test_garbage_pipelined_after_a_request_waits_for_its_response() -> None:
+    book = Playbook(Direction.OUTBOUND)
+    cmds = book.client_sends_bytes(b"GET /a HTTP/1.1\r\nhost: x\r\n\r\nGARBAGE\r\n\r\n")
+    assert [type(c) for c in cmds] == [RouteRequest]
+    up = book.upstream()
+    book.forward(up)
+    book.app_gets(up)
+    cmds = book.app_sends(up, *ok(b"a"))
+    assert ReleaseUpstream(up, reusable=True) in cmds
+    assert isinstance(cmds[-1], CloseDownstream)
+    sent = b"".join(c.data for c in cmds if isinstance(c, SendDownstream))
+    assert b"HTTP/1.1 200 " in sent
+    assert b"HTTP/1.1 400 " in sent
