@@ -92,6 +92,7 @@ class Proxy:
                 GatewaySettings(config.gateway_suffixes),
                 tls=tls,
                 outbound=self.outbound,
+                policy=policy,
                 metrics=self.metrics,
                 clock=clock,
             )
