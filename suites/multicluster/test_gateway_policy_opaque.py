@@ -115,7 +115,7 @@ def _kubectl(k: Kubectl, *args: str, stdin: str | None = None) -> str:
     description="A Server selecting the gateway's port (linkerd-proxy, 4143) with an "
     "AuthorizationPolicy is honoured by the gateway: requests crossing it are authorized "
     "under that Server and policy by name, over mTLS from the meshed source client",
-    features=["multicluster", "multicluster-gateway", "injection", "policy", "proxy-metrics"],
+    features=["multicluster", "multicluster-gateway", "injection", "proxy-metrics"],
     profile="multicluster",
     conf=["CONF-19"],
 )
