@@ -67,6 +67,10 @@ class Timeouts:
     capture_start: float = 10
     #: a mesh listener closes a slow or silent hostile connection (its limits are <= 30 s).
     hostile_close: float = 45
+    #: a run started to be killed (test_killed_runs) brings its cluster up (or is killed).
+    killable_up: float = 600
+    #: that run holds its clusters this long at most if nobody kills it.
+    killable_hold: float = 900
 
     @classmethod
     def from_env(cls) -> Timeouts:
