@@ -13,7 +13,9 @@ listener configured on ``0.0.0.0`` is also bound on ``::``, one on
   and says so once: nothing can reach it over the missing family, and
   proxy-init has already refused to start a pod whose IPv6 it cannot redirect;
 - any other failure (the twin's port in use, permissions) fails the start:
-  never a proxy that silently serves one family only;
+  never a proxy that silently serves one family only; except that with an
+  ephemeral port (0) a twin port already taken makes it try another port
+  (``EPHEMERAL_ATTEMPTS`` in all);
 - a specific address (a pod IP) is bound as it is.
 """
 
@@ -31,6 +33,8 @@ log = logging.getLogger(__name__)
 
 _TWINS = {"0.0.0.0": "::", "::": "0.0.0.0", "127.0.0.1": "::1", "::1": "127.0.0.1"}
 _FAMILY_MISSING = (errno.EAFNOSUPPORT, errno.EADDRNOTAVAIL)
+EPHEMERAL_ATTEMPTS = 5
+"""Ports tried for a listener on port 0 whose twin finds the first one taken."""
 
 Accepted = Callable[[asyncio.StreamReader, asyncio.StreamWriter], None]
 
@@ -67,7 +71,17 @@ class Listener:
 
 async def listen(accepted: Accepted, host: str, port: int) -> Listener:
     """Bind ``host:port`` and its dual-stack twin (see the module docstring)."""
-    host = host.strip("[]")
+    attempts = EPHEMERAL_ATTEMPTS if port == 0 else 1
+    for attempt in range(1, attempts + 1):
+        try:
+            return await _listen(accepted, host.strip("[]"), port)
+        except OSError as e:
+            if e.errno != errno.EADDRINUSE or attempt == attempts:
+                raise
+    raise AssertionError("unreachable")  # the last attempt returned or raised
+
+
+async def _listen(accepted: Accepted, host: str, port: int) -> Listener:
     first = await asyncio.start_server(accepted, host, port, reuse_address=True)
     twin = dual_stack_twin(host)
     if twin is None:

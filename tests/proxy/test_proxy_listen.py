@@ -141,3 +141,44 @@ async def test_a_proxy_serves_every_listener_over_ipv6_too() -> None:
         async with httpx.AsyncClient(timeout=5) as http:
             answer = await http.get(f"http://[::1]:{proxy.admin_port}/live")
     assert answer.status_code == 200, answer.text
+
+
+@needs_ipv6
+async def test_an_ephemeral_listener_whose_twin_port_is_taken_tries_another(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real = asyncio.start_server
+    refused: list[int] = []
+
+    async def taken_once(cb: Any, host: str, port: int, **kw: Any) -> asyncio.Server:
+        if ":" in host and not refused:
+            refused.append(port)
+            raise OSError(errno.EADDRINUSE, "Address already in use")
+        return await real(cb, host, port, **kw)
+
+    monkeypatch.setattr(listen_module.asyncio, "start_server", taken_once)
+    async with _listening("127.0.0.1") as listener:
+        ports = {int(s.getsockname()[1]) for s in listener.sockets}
+        assert listener.hosts == ("127.0.0.1", "::1")
+        assert len(ports) == 1, ports
+    assert refused, "the twin was never refused: the test proves nothing"
+    with socket.socket(socket.AF_INET) as again:  # the first attempt's socket was released
+        again.bind(("127.0.0.1", refused[0]))
+
+
+async def test_a_fixed_port_whose_twin_is_taken_is_not_moved(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real = asyncio.start_server
+
+    async def taken(cb: Any, host: str, port: int, **kw: Any) -> asyncio.Server:
+        if ":" in host:
+            raise OSError(errno.EADDRINUSE, "Address already in use")
+        return await real(cb, host, port, **kw)
+
+    monkeypatch.setattr(listen_module.asyncio, "start_server", taken)
+    with socket.socket(socket.AF_INET) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    with pytest.raises(OSError, match=rf"binding \[::1\]:{port} beside 127.0.0.1"):
+        await listen(_spawn, "127.0.0.1", port)
