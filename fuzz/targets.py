@@ -12,6 +12,9 @@ fuzzer stops and keeps the input. Targets:
   a structure built from them); converters answer invalid objects, never raise.
 - ``kubeconfig``: ``parse_kubeconfig`` of the bytes as text; only
   ``KubeconfigError`` may come out.
+- ``transport_header``: a gateway's ``HeaderReader`` fed the bytes in pieces;
+  only ``ValueError`` (a malformed header) may come out, and a header it reads
+  must encode back to the bytes it came from.
 
 ``SEEDS`` are well-formed starting points for each.
 """
@@ -25,6 +28,7 @@ from typing import Any
 
 from mesh.multicluster.kubeconfig import KubeconfigError, parse_kubeconfig
 from mesh.policy import convert as policy_convert
+from mesh.proxy import transport_header as th
 from mesh.proxy.detect import Detector, NeedMore
 from mesh.proxy.http1 import (
     CloseDownstream,
@@ -112,11 +116,30 @@ def kubeconfig(data: bytes) -> None:
         parse_kubeconfig(data.decode("utf-8", "replace"))
 
 
+def transport_header(data: bytes) -> None:
+    reader = th.HeaderReader()
+    stream = _pieces(data)
+    outcome: th.NeedMore | th.NotHeader | th.Header = th.NeedMore()
+    try:
+        for piece in [*stream, b""]:
+            outcome = reader.feed(piece)
+            if not isinstance(outcome, th.NeedMore):
+                break
+    except ValueError:
+        return
+    whole = b"".join(stream)
+    if isinstance(outcome, th.Header):
+        assert whole.startswith(th.encode(outcome.target) + outcome.rest)
+    elif isinstance(outcome, th.NotHeader):
+        assert whole.startswith(outcome.data)
+
+
 TARGETS: dict[str, Callable[[bytes], None]] = {
     "http1": http1,
     "detect": detect,
     "policy": policy,
     "kubeconfig": kubeconfig,
+    "transport_header": transport_header,
 }
 
 _KUBECONFIG = b"""apiVersion: v1
@@ -170,4 +193,8 @@ SEEDS: dict[str, list[bytes]] = {
         ).encode(),
     ],
     "kubeconfig": [_KUBECONFIG],
+    "transport_header": [
+        b"\x03" + th.encode("db.demo.svc.east.example:5432") + b"\x01payload",
+        b"\x00GET / HTTP/1.1\r\n\r\n",
+    ],
 }

@@ -76,6 +76,10 @@ class Timeouts:
     policy_update: float = 10
     #: requests follow a TrafficSplit / HTTPRoute change (destination streams it to proxies).
     split_settle: float = 5
+    #: a run started to be killed (test_killed_runs) brings its cluster up (or is killed).
+    killable_up: float = 600
+    #: that run holds its clusters this long at most if nobody kills it.
+    killable_hold: float = 900
 
     @classmethod
     def from_env(cls) -> Timeouts:

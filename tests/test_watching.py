@@ -257,3 +257,46 @@ async def test_the_real_resources_are_the_ones_listed() -> None:
             "HTTPRoute",
         }
     )
+
+
+@dataclass(frozen=True)
+class Marked:
+    """What a converter that keeps unusable objects (as policy's do) returns."""
+
+    name: str
+    error: str = ""
+
+
+def keep_marked(raw: Any) -> Marked:
+    name = str(raw.metadata.name)
+    return Marked(name, f"{name} has no usable spec" if name.startswith("bad") else "")
+
+
+async def test_an_object_kept_marked_unusable_is_reported_and_passed_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """SEC-4: an object a converter keeps with an ``error`` gets the same Event and log line."""
+    client = FakeClient(
+        listed={"Resource": [obj("good"), obj("bad-listed", kind="Server")]},
+        changes={"Resource": [("ADDED", obj("bad-added", kind="Server")), ("ADDED", obj("ok"))]},
+    )
+    caplog.set_level(logging.WARNING, logger="mesh.k8s.watching")
+    stream = list_and_watch(
+        client,  # type: ignore[arg-type]
+        Resource,  # type: ignore[type-var]
+        keep_marked,
+        Marked,
+        report=event_reporter(client, "linkerd-policy"),  # type: ignore[arg-type]
+    )
+    events = await take(stream, 3)
+    assert events == [
+        Listed(Marked, (Marked("good"), Marked("bad-listed", "bad-listed has no usable spec"))),
+        Upserted(Marked("bad-added", "bad-added has no usable spec")),
+        Upserted(Marked("ok")),
+    ]
+    named = [(e.involvedObject.kind, e.involvedObject.name) for e in client.created]
+    assert named == [("Server", "bad-listed"), ("Server", "bad-added")]
+    assert all(e.reason == UNUSABLE_REASON for e in client.created)
+    assert "ValueError: bad-added has no usable spec" in client.created[1].message
+    logged = [r.getMessage() for r in caplog.records]
+    assert any("skipping Server demo/bad-added" in m for m in logged), logged

@@ -8,7 +8,10 @@ changes. Streams end only when cancelled.
 
 An object the converter cannot use (any exception from ``convert``) never ends a
 stream (SEC-4): it is left out with a warning log line and a Kubernetes Warning
-Event naming it (reason ``UnusableObject``). If an object that was usable
+Event naming it (reason ``UnusableObject``). A converter may instead keep such an
+object marked unusable (a non-empty ``error`` string on what it returns, as the
+policy controller's converters do, so that its core treats it as absent): that
+object is passed on, and reported the same way. If an object that was usable
 becomes unusable, consumers see it ``Deleted`` (its last usable state), so they
 never keep acting on a version that no longer exists. Reporting is best effort:
 an Event that cannot be written is logged and the watch goes on.
@@ -146,18 +149,24 @@ class _Converter(Generic[T]):
         try:
             converted = self.convert(obj)
         except Exception as e:
-            _log.warning(
-                "%s: skipping %s, which cannot be used: %s", self.resource, describe(obj), _error(e)
-            )
-            if self.report is not None:
-                try:
-                    await self.report(obj, e)
-                except Exception as report_error:
-                    _log.warning(
-                        "cannot record an Event for %s: %s", describe(obj), _error(report_error)
-                    )
+            await self._unusable(obj, e)
             return None
+        problem = getattr(converted, "error", None)
+        if isinstance(problem, str) and problem:
+            await self._unusable(obj, ValueError(problem))
         return converted
+
+    async def _unusable(self, obj: Any, error: Exception) -> None:
+        _log.warning(
+            "%s: skipping %s, which cannot be used: %s", self.resource, describe(obj), _error(error)
+        )
+        if self.report is not None:
+            try:
+                await self.report(obj, error)
+            except Exception as report_error:
+                _log.warning(
+                    "cannot record an Event for %s: %s", describe(obj), _error(report_error)
+                )
 
 
 async def list_and_watch(

@@ -9,12 +9,17 @@ gateway traffic. The rules, after Linkerd's gateway:
   own identity and the client presented a certificate under the trust
   anchors; anything else (plaintext, other TLS, TLS without a client
   certificate) is closed without a byte of answer;
-- inside, only HTTP/1 is served (opaque TCP through the gateway needs a
-  transport header this proxy does not speak yet): other protocols are closed;
-- each request is routed by its authority, which must name a service under a
-  gateway suffix with an explicit port, ``<svc>.<ns>.svc.<domain>:<port>``: no
-  open proxy. A missing or malformed authority is a 400, a name outside the
-  suffixes a 403, both with ``l5d-proxy-error``;
+- the port's inbound policy (the ``Server`` selecting the gateway's port 4143,
+  else the pod's default policy) is applied to the client's identity and
+  address: per request for HTTP (403 when denied), once for an opaque stream
+  (closed when denied);
+- inside, HTTP/1 is served, and opaque TCP that begins with a transport header
+  (``transport_header``) naming its target; other streams are closed;
+- each request is routed by its authority, each opaque stream by its header's
+  target, which must name a service under a gateway suffix with an explicit
+  port, ``<svc>.<ns>.svc.<domain>:<port>``: no open proxy. For HTTP a missing
+  or malformed authority is a 400, a name outside the suffixes a 403, both with
+  ``l5d-proxy-error``; an opaque stream with such a target is closed;
 - a request already forwarded by this gateway (its ``forwarded`` header names
   this gateway ``by``) is a loop: 502;
 - forwarded requests carry ``forwarded: by=<gateway>;for=<client>`` and no
@@ -40,6 +45,7 @@ __all__ = [
     "admit_hello",
     "forwarded_header",
     "route",
+    "target",
 ]
 
 FORWARDED_HEADER = b"forwarded"
@@ -57,7 +63,11 @@ class Refusal(StrEnum):
     NO_CLIENT_IDENTITY = "no_client_identity"
     """TLS without a client certificate: the gateway requires mutual TLS."""
     NOT_HTTP = "not_http"
-    """Mutual TLS, but not HTTP/1 inside."""
+    """Mutual TLS, but neither HTTP/1 nor a transport header inside."""
+    BAD_TARGET = "bad_target"
+    """An opaque stream whose transport header is malformed or names no local service."""
+    UNAUTHORIZED = "unauthorized"
+    """The gateway port's policy does not admit the client (opaque streams)."""
 
 
 @dataclass(frozen=True)
@@ -122,11 +132,8 @@ def _loops(head: RequestHead, local_identity: str) -> bool:
     return False
 
 
-def route(
-    head: RequestHead, settings: GatewaySettings, local_identity: str
-) -> Address | LocalResponse:
-    """Where the gateway sends ``head`` (a service name and port), or its local answer."""
-    authority = head.authority
+def target(authority: str | None, settings: GatewaySettings) -> Address | LocalResponse:
+    """The local service ``authority`` names (``host:port``), or why it names none."""
     split = _split_authority(authority) if authority else None
     if split is None:
         return LocalResponse(
@@ -139,9 +146,19 @@ def route(
             f"gateway: {host} is not a service of this cluster "
             f"(<svc>.<ns>.{' or '.join(settings.suffixes)})",
         )
+    return Address(host.rstrip(".").lower(), port)
+
+
+def route(
+    head: RequestHead, settings: GatewaySettings, local_identity: str
+) -> Address | LocalResponse:
+    """Where the gateway sends ``head`` (a service name and port), or its local answer."""
+    decision = target(head.authority, settings)
+    if isinstance(decision, LocalResponse):
+        return decision
     if _loops(head, local_identity):
         return LocalResponse(502, "gateway loop detected")
-    return Address(host.rstrip(".").lower(), port)
+    return decision
 
 
 def forwarded_header(local_identity: str, client_identity: str) -> Header:

@@ -3,12 +3,16 @@
 ``GatewayInbound.handle`` takes a connection the inbound side identified as
 direct (its original destination is the inbound port itself) and applies
 ``gateway``'s rules: terminate mTLS with the workload certificate (the client
-must present one under the trust anchors), detect HTTP/1, then route each
-request by its authority through the proxy's own ``Outbound`` (discovery,
-balancing, mTLS with this proxy's identity to meshed targets). Refused
-connections are closed and counted in
+must present one under the trust anchors), then either read a transport header
+(an opaque stream: its target checked, the port's policy applied once, then
+spliced to the target through ``Outbound``) or detect HTTP/1 and route each
+request by its authority, authorized by the port's policy, through the proxy's
+own ``Outbound`` (discovery, balancing, mTLS with this proxy's identity to
+meshed targets). The port's policy is the ``Server`` selecting the gateway's
+inbound port (``PolicySource``), with the usual inbound authorization metrics.
+Refused connections are closed and counted in
 ``inbound_gateway_refused_total{reason}``; refused requests get a local
-response with ``l5d-proxy-error``.
+response with ``l5d-proxy-error`` (403 from policy without it, as inbound).
 """
 
 from __future__ import annotations
@@ -30,11 +34,14 @@ from mesh.proxy.gateway import (
     admit_hello,
     forwarded_header,
     route,
+    target,
 )
-from mesh.proxy.http1 import Http1Session, RequestHead
+from mesh.proxy.http1 import Http1Session, LocalResponse, RequestHead
 from mesh.proxy.outbound import Outbound
-from mesh.proxy.telemetry import Direction, ProxyMetrics, TlsStatus
+from mesh.proxy.policy import Allow, Client, PolicySource, Server, authorize
+from mesh.proxy.telemetry import Direction, InboundLabels, ProxyMetrics, TlsStatus
 from mesh.proxy.tls import HandshakeError, TlsSession, TlsStore
+from mesh.proxy.transport_header import Header, HeaderReader, NeedMore
 
 __all__ = ["GatewayInbound"]
 
@@ -45,13 +52,23 @@ class _GatewayRouter:
     """Routes each request of one admitted connection to a local service."""
 
     def __init__(
-        self, gateway: GatewayInbound, tls: TlsStore, client: str, source: Address, target: Address
+        self,
+        gateway: GatewayInbound,
+        tls: TlsStore,
+        client: str,
+        source: Address,
+        target: Address,
+        server: Server,
+        labels: InboundLabels,
     ) -> None:
         self.gateway = gateway
         self.tls = tls
         self.client = client
         self.source = source
         self.target = target
+        self.server = server
+        self.labels = labels
+        self.policy_client = Client.of(client, source.host)
 
     def _refused(self, head: RequestHead) -> Exchange:
         g = self.gateway
@@ -67,6 +84,16 @@ class _GatewayRouter:
 
     async def route(self, head: RequestHead) -> Forward | Respond:
         g = self.gateway
+        server = g.policy.server(self.target.port)
+        if server is not self.server:
+            self.server = server
+            self.labels = InboundLabels(g.metrics, self.target, self.labels.tls, server)
+        allowed = authorize(server, self.policy_client, method=head.method, path=head.path)
+        if not isinstance(allowed, Allow):
+            self.labels.http_denied()
+            log.info("gateway request from %s denied by %s", self.client, server.name)
+            return Respond(LocalResponse.forbidden(), self._refused(head))
+        self.labels.http_allowed(allowed)
         decision = route(head, g.settings, self.tls.identity)
         if not isinstance(decision, Address):
             log.info("gateway request from %s refused: %s", self.client, decision.error)
@@ -89,11 +116,13 @@ class GatewayInbound:
         *,
         tls: TlsStore | None,
         outbound: Outbound,
+        policy: PolicySource,
         metrics: ProxyMetrics,
         clock: Callable[[], float],
     ) -> None:
         self.config = config
         self.settings = settings
+        self.policy = policy
         self.tls = tls
         self.outbound = outbound
         self.metrics = metrics
@@ -133,24 +162,29 @@ class GatewayInbound:
         if refusal is not None or client is None:
             self._refuse(conn, refusal or Refusal.NO_CLIENT_IDENTITY)
             return
+        server = self.policy.server(target.port)
+        labels = InboundLabels(self.metrics, target, TlsStatus(client), server)
+        try:
+            header = await self._header(conn)
+        except TimeoutError:
+            self._refuse(conn, Refusal.NOT_HTTP)  # silent: neither HTTP nor a header
+            return
+        except (ValueError, ConnectionError, OSError) as e:
+            log.info("gateway stream from %s refused: %s", client, e)
+            self._refuse(conn, Refusal.BAD_TARGET)
+            return
+        if header is not None:
+            await self._serve_opaque(conn, header, client, server, labels)
+            return
         inner = await detect_protocol(conn, Detector(self.clock(), timeouts.detect), self.clock)
         if not isinstance(inner, Http1):
             self._refuse(conn, Refusal.NOT_HTTP)
             return
-        tcp = self.metrics.tcp(
-            (
-                ("direction", "inbound"),
-                ("peer", "src"),
-                ("target_addr", str(target)),
-                ("target_ip", target.host),
-                ("target_port", str(target.port)),
-                *TlsStatus(client).labels(Direction.INBOUND),
-            )
-        )
+        tcp = labels.tcp()
         tcp.opened()
         conn.meter = tcp
         opened = self.clock()
-        router = _GatewayRouter(self, store, client, conn.peer, target)
+        router = _GatewayRouter(self, store, client, conn.peer, target, server, labels)
         try:
             await serve_http(
                 conn,
@@ -162,5 +196,49 @@ class GatewayInbound:
                 request_head=timeouts.request_head,
                 idle=timeouts.http_idle,
             )
+        finally:
+            tcp.closed(self.clock() - opened)
+
+    async def _header(self, conn: Conn) -> Header | None:
+        """The transport header the stream begins with (``None``: it begins otherwise).
+
+        Raises ``ValueError`` for a malformed one, ``TimeoutError`` when it does
+        not arrive within the detection timeout.
+        """
+        reader = HeaderReader()
+        async with asyncio.timeout(self.config.timeouts.detect):
+            while True:
+                outcome = reader.feed(await conn.read())
+                if isinstance(outcome, NeedMore):
+                    continue
+                if isinstance(outcome, Header):
+                    conn.unread(outcome.rest)
+                    return outcome
+                conn.unread(outcome.data)
+                return None
+
+    async def _serve_opaque(
+        self, conn: Conn, header: Header, client: str, server: Server, labels: InboundLabels
+    ) -> None:
+        """Splice an opaque stream to the service its header names, if allowed."""
+        decision = target(header.target, self.settings)
+        if isinstance(decision, LocalResponse):
+            log.info("gateway stream from %s refused: %s", client, decision.error)
+            self._refuse(conn, Refusal.BAD_TARGET)
+            return
+        allowed = authorize(server, Client.of(client, conn.peer.host))
+        if not isinstance(allowed, Allow):
+            labels.tcp_denied()
+            log.info("gateway stream from %s denied by %s", client, server.name)
+            self._refuse(conn, Refusal.UNAUTHORIZED)
+            return
+        labels.tcp_allowed(allowed)
+        tcp = labels.tcp()
+        tcp.opened()
+        conn.meter = tcp
+        opened = self.clock()
+        try:
+            destination = self.outbound.destinations.get(str(decision))
+            await self.outbound.serve_opaque(conn, destination, decision)
         finally:
             tcp.closed(self.clock() - opened)

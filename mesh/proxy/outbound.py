@@ -8,6 +8,8 @@ Per connection:
    app's own TLS) is opaque and balanced per connection.
 3. An endpoint with an identity is reached over mTLS with SNI = that identity,
    and the server must present exactly it; an endpoint without one in plaintext.
+   An opaque stream to a gateway endpoint (an ``authority_override``) begins
+   with a transport header naming the remote service (``transport_header``).
    A target discovery does not know is forwarded to the original destination.
 4. A failed connection marks the endpoint unready for a while and the request
    tries another ready endpoint; with none, HTTP gets 502 (504 on a timeout) and
@@ -19,6 +21,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from mesh.proxy import transport_header
 from mesh.proxy.balancer import Balancer, Lease
 from mesh.proxy.config import ProxyConfig
 from mesh.proxy.connection import Conn, connect, detect_protocol, splice
@@ -255,11 +258,16 @@ class Outbound:
                     idle=self.config.timeouts.http_idle,
                 )
             else:
-                await self._serve_opaque(conn, destination, target)
+                await self.serve_opaque(conn, destination, target)
         finally:
             tcp.closed(self.clock() - opened)
 
-    async def _serve_opaque(self, conn: Conn, destination: Destination, target: Address) -> None:
+    async def serve_opaque(self, conn: Conn, destination: Destination, target: Address) -> None:
+        """Splice ``conn`` to an endpoint of ``destination`` (the gateway reuses it).
+
+        A gateway endpoint (one with an ``authority_override``, reached over
+        mTLS) first gets a transport header naming the remote service.
+        """
         deadline = self.clock() + self.config.timeouts.failfast
         while True:
             choice = await self.destinations.choose(destination, deadline)
@@ -296,6 +304,9 @@ class Outbound:
         upstream.meter = tcp
         opened = self.clock()
         try:
+            override = choice.endpoint.authority_override if choice.endpoint else None
+            if override is not None and key.identity is not None:
+                upstream.write(transport_header.encode(override))
             await splice(conn, upstream)
         finally:
             tcp.closed(self.clock() - opened)

@@ -5,6 +5,7 @@ outside comes in through its constructor: discovery and policy (the control
 plane's clients, or fakes), the TLS store (``None`` runs without identity:
 plaintext everywhere, ``tls="disabled"``), and how to learn a connection's
 original destination (``SO_ORIGINAL_DST`` by default; tests name targets).
+Each wildcard or loopback listener is bound on IPv4 and IPv6 (``listen``).
 ``start`` may bind some listeners first (the admin port, while the identity
 client waits for a certificate) and the rest later. ``ready`` holds once every
 listener is bound and the TLS store, if any, has a certificate. ``stop``
@@ -29,6 +30,7 @@ from mesh.proxy.discovery import Discovery
 from mesh.proxy.gateway import GatewaySettings
 from mesh.proxy.gateway_inbound import GatewayInbound
 from mesh.proxy.inbound import Inbound
+from mesh.proxy.listen import Listener, listen
 from mesh.proxy.origdst import OriginalDestination, original_destination
 from mesh.proxy.outbound import Outbound
 from mesh.proxy.policy import PolicySource
@@ -90,6 +92,7 @@ class Proxy:
                 GatewaySettings(config.gateway_suffixes),
                 tls=tls,
                 outbound=self.outbound,
+                policy=policy,
                 metrics=self.metrics,
                 clock=clock,
             )
@@ -112,8 +115,9 @@ class Proxy:
                 frozenset(config.tap_identities),
                 capacity=config.tap_capacity,
                 handshake=config.timeouts.handshake,
+                limits=config.admin,
             )
-        self._servers: dict[str, asyncio.Server] = {}
+        self._servers: dict[str, Listener] = {}
         self._connections: set[asyncio.Task[None]] = set()
         self._draining = False
 
@@ -167,9 +171,7 @@ class Proxy:
             for name, host, port, handler in listeners:
                 if name not in names or name in self._servers:
                     continue
-                self._servers[name] = await asyncio.start_server(
-                    self._accepting(handler), host, port, reuse_address=True
-                )
+                self._servers[name] = await listen(self._accepting(handler), host, port)
         except BaseException:
             await self.stop()
             raise

@@ -11,7 +11,10 @@ by ``LINKERD2_PROXY_TAP_SVC_NAME`` (viz's tap service), this proxy serves tap on
   certificate, one that does not chain to the trust anchors, or one whose identity
   is not allowed gets the connection closed right after the handshake: not one
   byte of HTTP, so an unauthenticated request learns nothing.
-- Then HTTP/1.1 ``GET /tap?direction=&authority=&path=&method=&limit=`` streams
+- Then one HTTP/1.1 request, read under ``RequestLimits`` as the admin port reads
+  them (``mesh.proxy.http_requests``: it must arrive in full within ``request``
+  seconds, else 408; an oversized or malformed one gets its error status; each
+  then closes). ``GET /tap?direction=&authority=&path=&method=&limit=`` streams
   the events of ``mesh.proxy.tap`` as JSON lines (chunked), shaped like
   ``linkerd viz tap -o json``, until the client goes away or ``limit`` events were
   sent; bad parameters get 400, other paths 404, other methods 405.
@@ -27,6 +30,15 @@ from urllib.parse import parse_qs, urlsplit
 import h11
 
 from mesh.proxy.connection import Conn
+from mesh.proxy.http_requests import (
+    Closed,
+    Refuse,
+    RequestLimits,
+    new_connection,
+    read_request,
+    refuse,
+    send,
+)
 from mesh.proxy.tap import TapHub, TapMatch
 from mesh.proxy.telemetry import Direction
 from mesh.proxy.tls import HandshakeError, TlsSession, TlsStore
@@ -34,8 +46,6 @@ from mesh.proxy.tls import HandshakeError, TlsSession, TlsStore
 __all__ = ["TapServer", "tap_match"]
 
 log = logging.getLogger(__name__)
-
-_TEXT = b"text/plain; charset=utf-8"
 
 
 def tap_match(query: str) -> tuple[TapMatch, int | None]:
@@ -72,6 +82,7 @@ class TapServer:
         *,
         capacity: int,
         handshake: float,
+        limits: RequestLimits | None = None,
     ) -> None:
         if not allowed:
             raise ValueError("tap needs at least one identity allowed to tap")
@@ -80,6 +91,7 @@ class TapServer:
         self.allowed = allowed
         self.capacity = capacity
         self.handshake = handshake
+        self.limits = limits or RequestLimits()
         self.refused = 0
         """Connections closed after the handshake (no or a disallowed identity, or none)."""
 
@@ -100,21 +112,21 @@ class TapServer:
         await self._request(conn)
 
     async def _request(self, conn: Conn) -> None:
-        http = h11.Connection(h11.SERVER)
-        event = await _next(conn, http)
-        if not isinstance(event, h11.Request):
+        http = new_connection(self.limits)
+        try:
+            event = await read_request(conn, http, self.limits)
+        except Refuse as e:
+            await refuse(conn, http, e)
             return
-        while True:
-            rest = await _next(conn, http)
-            if rest is None:
-                return
-            if isinstance(rest, h11.EndOfMessage):
-                break
+        except Closed:
+            return
+        if event is None:
+            return
         target = urlsplit(event.target.decode("latin-1"))
         if event.method != b"GET":
-            await _send(conn, http, 405, b"method not allowed\n")
+            await send(conn, http, 405, b"method not allowed\n")
         elif target.path != "/tap":
-            await _send(conn, http, 404, b"not found\n")
+            await send(conn, http, 404, b"not found\n")
         else:
             await self._stream(conn, http, target.query)
 
@@ -122,7 +134,7 @@ class TapServer:
         try:
             match, limit = tap_match(query)
         except ValueError as e:
-            await _send(conn, http, 400, f"{e}\n".encode())
+            await send(conn, http, 400, f"{e}\n".encode())
             return
         wake = asyncio.Event()
         subscription = self.tap.subscribe(match, capacity=self.capacity, notify=wake.set)
@@ -158,34 +170,3 @@ class TapServer:
             gone.cancel()
             with contextlib.suppress(asyncio.CancelledError, ConnectionError, OSError):
                 await gone
-
-
-async def _next(conn: Conn, http: h11.Connection) -> object:
-    """The next h11 event; ``None`` when the request is malformed or the peer is gone."""
-    while True:
-        try:
-            event = http.next_event()
-        except h11.RemoteProtocolError:
-            return None
-        if event is h11.NEED_DATA:
-            try:
-                data = await conn.read()
-            except (ConnectionError, OSError):
-                return None
-            if not data and http.their_state is not h11.DONE:
-                return None
-            http.receive_data(data)
-            continue
-        if event is h11.PAUSED:
-            return None
-        return event
-
-
-async def _send(
-    conn: Conn, http: h11.Connection, status: int, body: bytes, content_type: bytes = _TEXT
-) -> None:
-    headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
-    data = http.send(h11.Response(status_code=status, headers=headers)) or b""
-    data += (http.send(h11.Data(body)) or b"") + (http.send(h11.EndOfMessage()) or b"")
-    conn.write(data)
-    await conn.drain()

@@ -7,8 +7,12 @@ Rules:
   context (outbound) requires the server's certificate to chain to the anchors
   *and* to name exactly the identity discovery promised, which is also the SNI.
 - A peer's identity is the single DNS SAN of its verified leaf; a leaf with
-  none or several is refused. Where Python exposes the verified chain (3.13+)
-  it is checked again with ``mesh.identity.verify_peer``.
+  none or several is refused. The chain OpenSSL verified is checked again
+  with ``mesh.identity.verify_peer`` (leaf not a CA, one identity, chained to
+  the anchors now): Python 3.13+ exposes it as ``SSLObject.get_verified_chain``
+  (DER bytes), 3.10-3.12 on the object underneath (``_ssl`` certificates);
+  ``verified_chain`` reads either, so the re-check runs on every version the
+  project supports, and a handshake fails if the chain cannot be read at all.
 - ``TlsStore`` holds the current contexts; ``update`` builds new ones and swaps
   them in with a single assignment, so connections already established keep
   theirs and new ones use the new certificate (rotation without drops). A
@@ -38,6 +42,7 @@ __all__ = [
     "client_context",
     "peer_identity",
     "server_context",
+    "verified_chain",
 ]
 
 
@@ -113,6 +118,23 @@ def client_context(credentials: TlsCredentials) -> ssl.SSLContext:
     return context
 
 
+def verified_chain(tls: ssl.SSLObject) -> list[x509.Certificate]:
+    """The peer's chain as OpenSSL verified it, leaf first (see the module docstring).
+
+    Raises ``HandshakeError`` when this Python exposes no verified chain.
+    """
+    public = getattr(tls, "get_verified_chain", None)  # 3.13+: DER bytes
+    if public is not None:
+        return [x509.load_der_x509_certificate(bytes(der)) for der in public()]
+    private = getattr(getattr(tls, "_sslobj", None), "get_verified_chain", None)  # 3.10-3.12
+    if private is None:
+        raise HandshakeError("this Python exposes no verified certificate chain")
+    der_encoding = getattr(ssl, "_ssl").ENCODING_DER  # noqa: B009 (a private module)
+    return [
+        x509.load_der_x509_certificate(cert.public_bytes(der_encoding)) for cert in private() or []
+    ]
+
+
 def peer_identity(tls: ssl.SSLObject, anchors: list[x509.Certificate] | None = None) -> str | None:
     """The verified peer's identity (its single DNS SAN), or ``None`` if it sent no certificate.
 
@@ -125,9 +147,8 @@ def peer_identity(tls: ssl.SSLObject, anchors: list[x509.Certificate] | None = N
     names = [entry[1] for entry in sans if isinstance(entry, tuple) and entry[0] == "DNS"]
     if len(names) != 1 or not isinstance(names[0], str):
         raise HandshakeError(f"peer certificate has {len(names)} DNS SANs; expected exactly one")
-    verified = getattr(tls, "get_verified_chain", None)
-    if anchors and verified is not None:
-        chain = [x509.load_der_x509_certificate(der) for der in verified()]
+    if anchors:
+        chain = verified_chain(tls)
         try:
             verify_peer(chain, anchors, now=datetime.now(UTC))
         except ChainError as e:

@@ -20,7 +20,7 @@ import pytest
 
 from mesh.proxy.discovery import Add, Address, Endpoint, labels
 from mesh.proxy.origdst import SocketLike, fixed_destination
-from mesh.proxy.policy import StaticPolicy
+from mesh.proxy.policy import PolicySource, StaticPolicy
 from mesh.proxy.server import Proxy
 from mesh.proxy.tls import TlsCredentials, TlsStore, client_context
 from tests.leaks import assert_no_leaked_tasks
@@ -32,6 +32,7 @@ from tests.proxy.proxy_support import (
     identity,
     loopback_config,
     port_of,
+    start_echo_app,
     start_http_app,
 )
 
@@ -75,10 +76,20 @@ class Chain:
 
 
 @contextlib.asynccontextmanager
-async def chain(mesh: Mesh, *, gateway_identity: str = GATEWAY_ID) -> AsyncIterator[Chain]:
-    """The three proxies; connects (and handshakes) may take 5 s on a loaded machine."""
+async def chain(
+    mesh: Mesh,
+    *,
+    gateway_identity: str = GATEWAY_ID,
+    gateway_policy: PolicySource | None = None,
+    echo: bool = False,
+) -> AsyncIterator[Chain]:
+    """The three proxies; connects (and handshakes) may take 5 s on a loaded machine.
+
+    ``gateway_policy``: the gateway port's inbound policy (default: all-unauthenticated);
+    ``echo``: the target app is a TCP echo server instead of the HTTP app.
+    """
     seen = Seen()
-    app = await start_http_app(seen)
+    app = await start_echo_app() if echo else await start_http_app(seen)
     gateway_discovery = FakeDiscovery()
     client_discovery = FakeDiscovery()
     target = Proxy(
@@ -91,7 +102,7 @@ async def chain(mesh: Mesh, *, gateway_identity: str = GATEWAY_ID) -> AsyncItera
     gateway = Proxy(
         replace(loopback_config(connect=5.0), gateway_suffixes=("svc.target",)),
         discovery=gateway_discovery,
-        policy=StaticPolicy(),
+        policy=gateway_policy or StaticPolicy(),
         tls=TlsStore(mesh.credentials(gateway_identity)),
         inbound_destination=not_redirected,
     )

@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from mesh.proxy.envconfig import load
+from mesh.proxy.http_requests import RequestLimits
 from mesh.proxy.tap_server import tap_match
 from mesh.proxy.telemetry import Direction
 from mesh.proxy.tls import TlsCredentials, client_context
@@ -138,3 +139,49 @@ def test_the_allowed_identities_come_from_the_environment() -> None:
     config = load({**base, "LINKERD2_PROXY_TAP_SVC_NAME": f"{TAP_ID}, {TAP_ID},{other}"})
     assert config.tap_identities == (TAP_ID, other)
     assert config.proxy_config().tap_identities == (), "without identity there is no mTLS tap"
+
+
+async def _after(port: int, context: ssl.SSLContext, payload: bytes) -> tuple[bytes, float]:
+    """What the tap port answers to ``payload`` (sent, never finished), and how long it took."""
+    loop = asyncio.get_running_loop()
+    reader, writer = await asyncio.open_connection(
+        LOOPBACK, port, ssl=context, server_hostname=SERVER_ID
+    )
+    try:
+        started = loop.time()
+        writer.write(payload)
+        await writer.drain()
+        async with asyncio.timeout(WAIT):
+            answer = await reader.read()
+        return answer, loop.time() - started
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionError, ssl.SSLError):
+            await writer.wait_closed()
+
+
+@pytest.mark.parametrize(
+    ("payload", "status"),
+    [
+        (b"GET /tap HTTP/1.1\r\nhost: tap\r\n", b"408"),  # a head that never ends
+        (b"GET /tap HTTP/1.1\r\nhost: tap\r\nx: " + b"a" * 4096, b"431"),  # an oversized head
+        (b"GET /tap HTTP/9.9 what\r\n\r\n", b"400"),  # not HTTP/1
+        (b"POST /tap HTTP/1.1\r\nhost: tap\r\ncontent-length: 100\r\n\r\nshort", b"408"),
+    ],
+    ids=["slow head", "huge head", "malformed", "truncated body"],
+)
+async def test_an_allowed_client_that_misbehaves_gets_an_error_and_the_connection_closed(
+    mesh: Mesh, payload: bytes, status: bytes
+) -> None:
+    """SEC-1 on the tap port: a request must arrive whole, in time and in bounds (as on admin)."""
+    async with running(mesh, tap_identities=(TAP_ID,)) as pair:
+        assert pair.server.tap_server is not None
+        limits = RequestLimits(request=0.3, idle=5.0, max_head=1024, max_body=1024)
+        pair.server.tap_server.limits = limits
+        answer, took = await _after(
+            pair.server.tap_port, _tls(mesh.credentials(TAP_ID), mesh), payload
+        )
+        assert not pair.server.tap.active, "a refused request must not subscribe to tap"
+    assert answer.startswith(b"HTTP/1.1 " + status), f"expected {status!r}, got {answer[:200]!r}"
+    assert b"connection: close" in answer.lower(), answer[:200]
+    assert took < WAIT / 2, f"the tap port took {took:.1f}s to give up (limit {limits.request}s)"
