@@ -16,6 +16,9 @@ Rules:
 - Bad input never stops the core: an invalid Link or an unreachable remote freezes the
   mirrors as they are and is reported as the Link's ``Ready`` condition and an Event;
   a remote Service that cannot be mirrored is reported on its own status entry.
+- Federated services (``federated``): for each member name the core claims its cluster's
+  member and the local one, and asks for a merge whenever the observed object does not
+  already reflect the claim.
 """
 
 from __future__ import annotations
@@ -29,13 +32,14 @@ from typing import Any, Literal
 from mesh.k8s.events import Deleted, Listed, Upserted, WatchEvent
 from mesh.k8s.objects import EndpointSlice, ObjectKey, Service
 from mesh.multicluster import labels
-from mesh.multicluster.mirror import naming
+from mesh.multicluster.mirror import federated, naming
 from mesh.multicluster.mirror.desired import (
     MirrorEndpoints,
     MirrorService,
     Mode,
     Unmirrorable,
     endpoints_current,
+    is_mirror,
     mirror_endpoints,
     mirror_mode,
     mirror_service,
@@ -45,6 +49,7 @@ from mesh.multicluster.mirror.link import Link
 from mesh.multicluster.mirror.liveness import Liveness, ProbeOutcome
 from mesh.multicluster.mirror.messages import (
     ApplyEndpoints,
+    ApplyFederated,
     ApplyService,
     Command,
     CommandFailed,
@@ -99,7 +104,8 @@ class _Remote:
 @dataclass
 class _Local:
     mirrors: dict[ObjectKey, Service] = field(default_factory=dict)
-    foreign: set[ObjectKey] = field(default_factory=set)
+    foreign: dict[ObjectKey, Service] = field(default_factory=dict)
+    """Every other local Service: possible federated members and federated Services."""
     services_listed: bool = False
     endpoints: dict[ObjectKey, MirrorEndpoints] = field(default_factory=dict)
     endpoints_listed: bool = False
@@ -124,6 +130,8 @@ class MirrorCore:
         self._requested_ep: dict[ObjectKey, MirrorEndpoints] = {}
         self._requested_del: set[ObjectKey] = set()
         self._requested_ep_del: set[ObjectKey] = set()
+        self._requested_fed: dict[ObjectKey, tuple[federated.Claim, str]] = {}
+        self._fed_conflicts: set[ObjectKey] = set()
         self._failed: dict[ObjectKey, str] = {}
         self._conditions: dict[ObjectKey, _Condition] = {}
         self._ready_condition = _Condition(False, "Pending", "the Link has not been read yet", "")
@@ -193,14 +201,12 @@ class MirrorCore:
             case CommandFailed(key, message):
                 # What was asked stays asked: it is asked again on ``Retry``, not at once.
                 self._failed[key] = message
-                if (rk := naming.remote_key(key, self.cluster)) is not None:
-                    dirty.add(rk)
+                dirty.update(self._remote_keys_of(key))
             case Retry(keys):
                 for key in keys:
                     self._failed.pop(key, None)
                     self._forget(key)
-                    if (rk := naming.remote_key(key, self.cluster)) is not None:
-                        dirty.add(rk)
+                    dirty.update(self._remote_keys_of(key))
         self._set_ready()
         if self._acting():
             if full or not self._gc_done:
@@ -282,7 +288,7 @@ class MirrorCore:
         lo = self._local
         if isinstance(ev, Listed):
             if ev.kind is Service:
-                lo.mirrors, lo.foreign = {}, set()
+                lo.mirrors, lo.foreign = {}, {}
                 for s in ev.objects:
                     if isinstance(s, Service):
                         self._observe_service(s)
@@ -311,7 +317,7 @@ class MirrorCore:
             return False  # another link's mirror: never this controller's to touch
         if isinstance(obj, Service):
             lo.mirrors.pop(key, None)
-            lo.foreign.discard(key)
+            lo.foreign.pop(key, None)
             if isinstance(ev, Deleted):
                 self._requested_svc.pop(key, None)
                 if key not in lo.endpoints:  # a delete is done when both are gone
@@ -328,7 +334,16 @@ class MirrorCore:
             lo.endpoints[key] = obj
         if (rk := naming.remote_key(key, self.cluster)) is not None:
             dirty.add(rk)
+        if isinstance(obj, Service):
+            dirty.add(key)  # a local federated member
+            if (member := federated.member_key(key)) is not None:
+                dirty.add(member)  # a federated Service
         return False
+
+    def _remote_keys_of(self, key: ObjectKey) -> list[ObjectKey]:
+        """The remote (or member) Services a command's key may stand for."""
+        found = (naming.remote_key(key, self.cluster), federated.member_key(key))
+        return [k for k in found if k is not None]
 
     def _ours(self, object_labels: Mapping[str, str]) -> bool:
         """Whether a local object with these labels is a mirror of this link's cluster."""
@@ -341,7 +356,7 @@ class MirrorCore:
         if self._ours(s.labels):
             self._local.mirrors[s.key] = s
         else:
-            self._local.foreign.add(s.key)
+            self._local.foreign[s.key] = s
 
     def _on_probe(self, outcome: ProbeOutcome) -> bool:
         lv = self._liveness
@@ -364,6 +379,10 @@ class MirrorCore:
 
     def _reconcile_all(self) -> None:
         keys = set(self._remote.services) | set(self._conditions)
+        for fkey, svc in self._local.foreign.items():
+            keys.add(fkey)  # a local federated member
+            if federated.is_federated(svc) and (member := federated.member_key(fkey)):
+                keys.add(member)
         stray: list[ObjectKey] = []
         for mkey in [*self._local.mirrors, *self._local.endpoints]:
             rk = naming.remote_key(mkey, self.cluster)
@@ -388,6 +407,49 @@ class MirrorCore:
                 )
 
     def _reconcile(self, key: ObjectKey) -> None:
+        self._reconcile_mirror(key)
+        self._reconcile_federated(key)
+
+    def _federated_member(self, svc: Service | None) -> Service | None:
+        link = self.link
+        assert link is not None
+        if svc is None or federated.is_federated(svc) or is_mirror(svc):
+            return None
+        return svc if link.federated_selector.matches(svc.labels) else None
+
+    def _reconcile_federated(self, key: ObjectKey) -> None:
+        """Ask for a merge of this cluster's claim on ``<key>-federated`` if it is not reflected."""
+        link = self.link
+        assert link is not None
+        try:
+            fkey = federated.federated_key(key)
+            naming.mirror_name(key.name, "federated")  # a valid Service name
+        except naming.InvalidName:
+            return
+        remote = self._federated_member(self._remote.services.get(key))
+        local = self._federated_member(self._local.foreign.get(key))
+        observed = self._local.foreign.get(fkey)
+        if observed is not None and not federated.is_federated(observed):
+            if (remote or local) and fkey not in self._fed_conflicts:
+                self._fed_conflicts.add(fkey)
+                self._warn("NameConflict", f"local Service {fkey} exists and is not federated")
+            return
+        self._fed_conflicts.discard(fkey)
+        if remote is None and local is None and observed is None:
+            self._requested_fed.pop(fkey, None)
+            return
+        if key.namespace not in self._local.namespaces:
+            return
+        claim = federated.claim_for(key, link, remote, local)
+        view = federated.view_of(observed) if observed is not None else None
+        if federated.merge(view, claim) is view:
+            return
+        memo = (claim, observed.resource_version if observed is not None else "")
+        if self._requested_fed.get(fkey) != memo:
+            self._requested_fed[fkey] = memo
+            self._out.append(ApplyFederated(claim))
+
+    def _reconcile_mirror(self, key: ObjectKey) -> None:
         link = self.link
         assert link is not None
         remote = self._remote.services.get(key)
@@ -473,6 +535,7 @@ class MirrorCore:
             self._out.append(DeleteMirror(mkey, why))
 
     def _forget(self, mkey: ObjectKey) -> None:
+        self._requested_fed.pop(mkey, None)
         self._requested_svc.pop(mkey, None)
         self._requested_ep.pop(mkey, None)
         self._requested_del.discard(mkey)
