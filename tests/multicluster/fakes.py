@@ -213,10 +213,15 @@ class FakeProber:
     def __init__(self, status: int | None = 200) -> None:
         self.status = status
         self.probes = 0
+        self.by_host: dict[str, int | None] = {}
+        """Per-address answers overriding ``status``."""
+        self.hosts: set[str] = set()
 
     async def probe(self, host: str, port: int, path: str, timeout: float) -> ProbeOutcome:
         self.probes += 1
-        return ProbeOutcome(self.status, 4.0, "" if self.status else "ConnectError")
+        self.hosts.add(host)
+        status = self.by_host.get(host, self.status)
+        return ProbeOutcome(status, 4.0, "" if status else "ConnectError")
 
 
 class IdentityResolver:

@@ -361,10 +361,11 @@ class MirrorController:
             delay = min(delay * 2, s.retry_max)
 
     async def _probe_loop(self, link: Link, ips: tuple[str, ...]) -> None:
-        host = sorted(ips)[0]
+        """Probe every gateway address each period, concurrently; one result per address."""
         spec = link.probe
-        while True:
-            started = time.monotonic()
+        hosts = sorted(set(ips))
+
+        async def probe(host: str) -> None:
             outcome = await self._prober.probe(host, spec.port, spec.path, spec.timeout)
             if not outcome.ok:
                 _log.info(
@@ -374,7 +375,11 @@ class MirrorController:
                     spec.path,
                     outcome.describe(),
                 )
-            self._queue.put_nowait(ProbeResult(outcome))
+            self._queue.put_nowait(ProbeResult(outcome, host))
+
+        while True:
+            started = time.monotonic()
+            await asyncio.gather(*(probe(h) for h in hosts))
             await asyncio.sleep(max(0.0, spec.period - (time.monotonic() - started)))
 
     async def _status_writer(self) -> None:

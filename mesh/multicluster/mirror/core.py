@@ -46,7 +46,7 @@ from mesh.multicluster.mirror.desired import (
     service_current,
 )
 from mesh.multicluster.mirror.link import Link
-from mesh.multicluster.mirror.liveness import Liveness, ProbeOutcome
+from mesh.multicluster.mirror.liveness import GatewaySet, ProbeOutcome
 from mesh.multicluster.mirror.messages import (
     ApplyEndpoints,
     ApplyFederated,
@@ -125,7 +125,7 @@ class MirrorCore:
         self._remote_problem: tuple[str, str] | None = None
         self._remote = _Remote()
         self._local = _Local()
-        self._liveness: Liveness | None = None
+        self._liveness: GatewaySet | None = None
         self._requested_svc: dict[ObjectKey, MirrorService] = {}
         self._requested_ep: dict[ObjectKey, MirrorEndpoints] = {}
         self._requested_del: set[ObjectKey] = set()
@@ -196,8 +196,8 @@ class MirrorCore:
                     self._remote_problem = (reason, message)
                     self._warn(reason, f"target cluster {self.cluster}: {message}")
                     self._set_ready()
-            case ProbeResult(outcome):
-                full = self._on_probe(outcome)
+            case ProbeResult(outcome, address):
+                full = self._on_probe(outcome, address)
             case CommandFailed(key, message):
                 # What was asked stays asked: it is asked again on ``Retry``, not at once.
                 self._failed[key] = message
@@ -226,7 +226,9 @@ class MirrorCore:
         if not link.has_gateway:
             self._liveness = None
         elif self._liveness is None or self._liveness.failure_threshold != threshold:
-            self._liveness = Liveness(threshold)
+            self._liveness = GatewaySet(threshold, ips)
+        else:
+            self._liveness.retarget(ips)
         if was_problem and self.link is not None:
             self._event("Normal", "LinkValid", f"link {self.link_name} is valid again")
         self.link, self._gateway_ips = link, ips
@@ -358,22 +360,31 @@ class MirrorCore:
         else:
             self._local.foreign[s.key] = s
 
-    def _on_probe(self, outcome: ProbeOutcome) -> bool:
+    def _on_probe(self, outcome: ProbeOutcome, address: str) -> bool:
         lv = self._liveness
         if lv is None:
             return False
         was_alive = lv.alive
-        lv.observe(outcome)
+        changed = lv.observe(outcome, address)
         self._out.append(GatewayState(lv.alive, outcome.latency_ms if outcome.ok else None))
+        where = f" at {address}" if address else ""
         if lv.alive and not was_alive:
             self._event("Normal", "GatewayAlive", f"gateway of {self.cluster} answers probes again")
         elif not lv.alive and was_alive:
             self._warn(
                 "GatewayDown",
                 f"gateway of {self.cluster} failed {lv.failures} probes in a row "
-                f"({outcome.describe()}); mirror endpoints are not ready",
+                f"({outcome.describe()}{where}); mirror endpoints are not ready",
             )
-        return was_alive != lv.alive
+        elif changed and address:
+            up = address not in lv.dead
+            self._event(
+                "Normal" if up else "Warning",
+                "GatewayAddressAlive" if up else "GatewayAddressDown",
+                f"gateway address {address} of {self.cluster} "
+                + ("answers probes again" if up else f"failed its probes ({outcome.describe()})"),
+            )
+        return changed
 
     # -- reconciling ------------------------------------------------------------------------
 
@@ -517,6 +528,7 @@ class MirrorCore:
             self._gateway_ips,
             remote_ready=bool(self._remote.ready.get(remote)),
             gateway_alive=lv is None or lv.alive,
+            dead=lv.dead if lv is not None else frozenset(),
         )
         observed = self._local.endpoints.get(mkey)
         if observed is not None and endpoints_current(observed, desired):

@@ -229,10 +229,12 @@ def mirror_endpoints(
     *,
     remote_ready: bool,
     gateway_alive: bool,
+    dead: frozenset[str] = frozenset(),
 ) -> MirrorEndpoints:
     """The gateway-mode Endpoints of ``mirror`` (CONF-8, 9, 10).
 
-    ``gateway_addresses`` are the Link's, resolved to IPs by the caller.
+    ``gateway_addresses`` are the Link's, resolved to IPs by the caller; those in ``dead``
+    (failed their probes) are not ready, and all are when ``gateway_alive`` is false.
     """
     ep_labels = dict(mirror.labels)
     annotations = {
@@ -248,8 +250,8 @@ def mirror_endpoints(
         mirror.name,
         ep_labels,
         annotations,
-        ready=addresses if gateway_alive else (),
-        not_ready=() if gateway_alive else addresses,
+        ready=tuple(a for a in addresses if a not in dead) if gateway_alive else (),
+        not_ready=tuple(a for a in addresses if a in dead) if gateway_alive else addresses,
         ports=ports,
     )
 

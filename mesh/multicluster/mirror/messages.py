@@ -89,7 +89,10 @@ class RemoteFailed:
 
 @dataclass(frozen=True)
 class ProbeResult:
+    """One probe of the gateway at ``address`` (``""``: the outcome counts for every address)."""
+
     outcome: ProbeOutcome
+    address: str = ""
 
 
 @dataclass(frozen=True)
