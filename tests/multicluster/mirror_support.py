@@ -101,14 +101,19 @@ def remote_slice(
     )
 
 
+def cluster_ip_of(name: str) -> str:
+    """A stable, distinct cluster IP per Service name, as the local API server would allocate."""
+    return f"10.96.{len(name)}.{sum(map(ord, name)) % 250 + 1}"
+
+
 def as_service(svc: MirrorService, *, rv: str = "1") -> Service:
     """The Service the local API server would hold after applying ``svc``."""
     return Service(
         namespace=svc.namespace,
         name=svc.name,
         ports=tuple(ServicePort(p.port, p.name, p.protocol, p.target_port) for p in svc.ports),
-        cluster_ip="10.96.7.7",
-        cluster_ips=("10.96.7.7",),
+        cluster_ip="None" if svc.headless else cluster_ip_of(svc.name),
+        cluster_ips=() if svc.headless else (cluster_ip_of(svc.name),),
         labels=dict(svc.labels),
         annotations=dict(svc.annotations),
         resource_version=rv,

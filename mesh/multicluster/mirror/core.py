@@ -25,14 +25,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from mesh.k8s.events import Deleted, Listed, Upserted, WatchEvent
-from mesh.k8s.objects import EndpointSlice, ObjectKey, Service
+from mesh.k8s.objects import Endpoint, EndpointSlice, ObjectKey, Service
 from mesh.multicluster import labels
-from mesh.multicluster.mirror import federated, naming
+from mesh.multicluster.mirror import federated, headless, naming
 from mesh.multicluster.mirror.desired import (
     MirrorEndpoints,
     MirrorService,
@@ -99,6 +99,8 @@ class _Remote:
     slices_listed: bool = False
     ready: dict[ObjectKey, set[str]] = field(default_factory=dict)
     """Remote Service -> names of its EndpointSlices with a ready endpoint."""
+    by_service: dict[ObjectKey, set[str]] = field(default_factory=dict)
+    """Remote Service -> names of all its EndpointSlices."""
 
 
 @dataclass
@@ -131,6 +133,9 @@ class MirrorCore:
         self._requested_del: set[ObjectKey] = set()
         self._requested_ep_del: set[ObjectKey] = set()
         self._requested_fed: dict[ObjectKey, tuple[federated.Claim, str]] = {}
+        self._parent: dict[ObjectKey, ObjectKey] = {}
+        """Per-host mirror -> its headless mirror (both local keys)."""
+        self._children: dict[ObjectKey, set[ObjectKey]] = {}
         self._fed_conflicts: set[ObjectKey] = set()
         self._failed: dict[ObjectKey, str] = {}
         self._conditions: dict[ObjectKey, _Condition] = {}
@@ -245,7 +250,7 @@ class MirrorCore:
                 r.services_listed = True
             else:
                 r.slices = {s.key: s for s in ev.objects if isinstance(s, EndpointSlice)}
-                r.ready = {}
+                r.ready, r.by_service = {}, {}
                 for s in r.slices.values():
                     self._index_slice(s, add=True)
                 r.slices_listed = True
@@ -276,11 +281,25 @@ class MirrorCore:
         svc = s.service_key
         if svc is None:
             return
+        every = self._remote.by_service.setdefault(svc, set())
+        if add:
+            every.add(s.name)
+        else:
+            every.discard(s.name)
         names = self._remote.ready.setdefault(svc, set())
         if add and any(ep.ready for ep in s.endpoints):
             names.add(s.name)
         else:
             names.discard(s.name)
+
+    def _endpoints_of(self, key: ObjectKey) -> list[Endpoint]:
+        r = self._remote
+        out: list[Endpoint] = []
+        for name in sorted(r.by_service.get(key, ())):
+            s = r.slices.get(ObjectKey(key.namespace, name))
+            if s is not None:
+                out.extend(s.endpoints)
+        return out
 
     def _on_local(
         self,
@@ -294,6 +313,10 @@ class MirrorCore:
                 for s in ev.objects:
                     if isinstance(s, Service):
                         self._observe_service(s)
+                        if self._ours(s.labels) and (
+                            parent := headless.parent_of(s.annotations, s.namespace)
+                        ):
+                            self._adopt(s.key, parent)
                 lo.services_listed = True
             elif ev.kind is MirrorEndpoints:
                 lo.endpoints = {
@@ -317,6 +340,9 @@ class MirrorCore:
         key = ObjectKey(obj.namespace, obj.name)
         if isinstance(obj, MirrorEndpoints) and not self._ours(obj.labels):
             return False  # another link's mirror: never this controller's to touch
+        parent = headless.parent_of(obj.annotations, key.namespace)
+        if parent is not None and not isinstance(ev, Deleted) and self._ours(obj.labels):
+            self._adopt(key, parent)
         if isinstance(obj, Service):
             lo.mirrors.pop(key, None)
             lo.foreign.pop(key, None)
@@ -334,8 +360,11 @@ class MirrorCore:
                 self._requested_del.discard(key)
         else:
             lo.endpoints[key] = obj
-        if (rk := naming.remote_key(key, self.cluster)) is not None:
-            dirty.add(rk)
+        gone = isinstance(ev, Deleted) and key not in lo.mirrors and key not in lo.endpoints
+        if gone and (parent := self._parent.pop(key, None)) is not None:
+            self._children.get(parent, set()).discard(key)
+            dirty.update(self._remote_keys_of(parent))
+        dirty.update(self._remote_keys_of(key))
         if isinstance(obj, Service):
             dirty.add(key)  # a local federated member
             if (member := federated.member_key(key)) is not None:
@@ -343,9 +372,15 @@ class MirrorCore:
         return False
 
     def _remote_keys_of(self, key: ObjectKey) -> list[ObjectKey]:
-        """The remote (or member) Services a command's key may stand for."""
+        """The remote (or member) Services a local key may stand for."""
+        if (parent := self._parent.get(key)) is not None:
+            key = parent  # a per-host mirror stands for its headless parent's remote
         found = (naming.remote_key(key, self.cluster), federated.member_key(key))
         return [k for k in found if k is not None]
+
+    def _adopt(self, child: ObjectKey, parent: ObjectKey) -> None:
+        self._parent[child] = parent
+        self._children.setdefault(parent, set()).add(child)
 
     def _ours(self, object_labels: Mapping[str, str]) -> bool:
         """Whether a local object with these labels is a mirror of this link's cluster."""
@@ -401,6 +436,8 @@ class MirrorCore:
                 stray.append(mkey)
             else:
                 keys.add(rk)
+        for parent in set(self._parent.values()):
+            keys.update(self._remote_keys_of(parent))
         first = not self._gc_done
         before = len(self._out)
         for mkey in stray:
@@ -472,6 +509,8 @@ class MirrorCore:
             if remote is not None and mode is not None:
                 self._condition(key, None, False, "InvalidMirrorName", str(e))
                 return
+        if mkey is not None and mkey in self._parent:
+            return  # a per-host mirror: its headless parent reconciles it
         if remote is None or mode is None or mkey is None:
             self._drop_condition(key)
             if mkey is not None:
@@ -498,16 +537,25 @@ class MirrorCore:
             self._condition(key, mkey, False, e.reason, e.message)
             self._delete(mkey, f"{key} cannot be mirrored")
             return
-        observed = self._local.mirrors.get(mkey)
-        if (observed is None or not service_current(observed, desired)) and self._requested_svc.get(
-            mkey
-        ) != desired:
-            self._requested_svc[mkey] = desired
-            self._out.append(ApplyService(desired, create=observed is None))
-            if observed is None:
-                _log.info("mirroring %s as %s", key, mkey)
+        hosts = None
         if mode is Mode.GATEWAY:
+            hosts = headless.headless_hosts(remote, self._endpoints_of(key))
+        if hosts is not None:
+            desired = replace(desired, headless=True)
+        observed = self._local.mirrors.get(mkey)
+        if observed is not None and observed.headless != desired.headless:
+            # A Service's clusterIP cannot change in place: delete, then create anew.
+            self._delete(mkey, f"{key} switches between headless and ClusterIP")
+            self._condition(key, mkey, False, "Pending", "the mirror is being recreated")
+            return
+        self._apply_service(desired, observed)
+        if observed is None:
+            _log.info("mirroring %s as %s", key, mkey)
+        if hosts is not None:
+            self._reconcile_hosts(mkey, remote, desired, link, hosts)
+        elif mode is Mode.GATEWAY:
             self._reconcile_endpoints(mkey, desired, link, remote.key)
+            self._delete_children(mkey, set(), "the remote is no longer mirrored headless")
         elif mkey in self._local.endpoints and mkey not in self._requested_ep_del:
             self._requested_ep_del.add(mkey)
             self._out.append(DeleteEndpoints(mkey))
@@ -518,18 +566,70 @@ class MirrorCore:
         else:
             self._condition(key, mkey, True, MIRRORED, "")
 
-    def _reconcile_endpoints(
-        self, mkey: ObjectKey, svc: MirrorService, link: Link, remote: ObjectKey
+    def _apply_service(self, desired: MirrorService, observed: Service | None) -> None:
+        if (observed is None or not service_current(observed, desired)) and self._requested_svc.get(
+            desired.key
+        ) != desired:
+            self._requested_svc[desired.key] = desired
+            self._out.append(ApplyService(desired, create=observed is None))
+
+    def _reconcile_hosts(
+        self,
+        mkey: ObjectKey,
+        remote: Service,
+        parent: MirrorService,
+        link: Link,
+        hosts: dict[str, bool],
     ) -> None:
+        """Per-host mirrors of a headless mirror, and its Endpoints naming them (CONF-29)."""
+        wanted: set[ObjectKey] = set()
+        named: list[tuple[str, str, bool]] = []
+        for host, ready in sorted(hosts.items()):
+            try:
+                child = headless.host_mirror(parent, remote, host, link)
+            except Unmirrorable as e:
+                _log.warning("host %s of %s cannot be mirrored: %s", host, remote.key, e)
+                continue
+            if child.key in self._local.foreign or (
+                child.key in self._local.mirrors and self._parent.get(child.key) != mkey
+            ):
+                _log.warning("per-host mirror %s of %s clashes with a Service", child.key, mkey)
+                continue
+            wanted.add(child.key)
+            self._adopt(child.key, mkey)
+            observed = self._local.mirrors.get(child.key)
+            self._apply_service(child, observed)
+            self._apply_endpoints(self._gateway_endpoints(child, link, remote_ready=ready))
+            if observed is not None and observed.addresses():
+                named.append((host, observed.addresses()[0], ready))
+        self._delete_children(mkey, wanted, "its host left the headless remote Service")
+        self._apply_endpoints(headless.headless_endpoints(parent, named))
+
+    def _delete_children(self, mkey: ObjectKey, keep: set[ObjectKey], why: str) -> None:
+        for child in sorted(self._children.get(mkey, set()) - keep):
+            self._delete(child, why)
+
+    def _gateway_endpoints(
+        self, svc: MirrorService, link: Link, *, remote_ready: bool
+    ) -> MirrorEndpoints:
         lv = self._liveness
-        desired = mirror_endpoints(
+        return mirror_endpoints(
             svc,
             link,
             self._gateway_ips,
-            remote_ready=bool(self._remote.ready.get(remote)),
+            remote_ready=remote_ready,
             gateway_alive=lv is None or lv.alive,
             dead=lv.dead if lv is not None else frozenset(),
         )
+
+    def _reconcile_endpoints(
+        self, mkey: ObjectKey, svc: MirrorService, link: Link, remote: ObjectKey
+    ) -> None:
+        ready = bool(self._remote.ready.get(remote))
+        self._apply_endpoints(self._gateway_endpoints(svc, link, remote_ready=ready))
+
+    def _apply_endpoints(self, desired: MirrorEndpoints) -> None:
+        mkey = desired.key
         observed = self._local.endpoints.get(mkey)
         if observed is not None and endpoints_current(observed, desired):
             return
@@ -538,6 +638,8 @@ class MirrorCore:
             self._out.append(ApplyEndpoints(desired))
 
     def _delete(self, mkey: ObjectKey, why: str) -> None:
+        if mkey not in self._parent:
+            self._delete_children(mkey, set(), why)
         present = mkey in self._local.mirrors or mkey in self._local.endpoints
         if present and mkey not in self._requested_del:
             self._requested_del.add(mkey)

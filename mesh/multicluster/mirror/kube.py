@@ -56,9 +56,13 @@ def endpoints(obj: core_v1.Endpoints) -> MirrorEndpoints:
     ready: list[str] = []
     not_ready: list[str] = []
     ports: list[EndpointsPort] = []
+    hostnames: dict[str, str] = {}
     for subset in obj.subsets or ():
         ready.extend(a.ip for a in subset.addresses or ())
         not_ready.extend(a.ip for a in subset.notReadyAddresses or ())
+        for a in [*(subset.addresses or ()), *(subset.notReadyAddresses or ())]:
+            if a.hostname:
+                hostnames[a.ip] = a.hostname
         ports.extend(
             EndpointsPort(p.name or "", p.port, p.protocol or "TCP") for p in subset.ports or ()
         )
@@ -70,6 +74,7 @@ def endpoints(obj: core_v1.Endpoints) -> MirrorEndpoints:
         ready=tuple(ready),
         not_ready=tuple(not_ready),
         ports=tuple(dict.fromkeys(ports)),
+        hostnames=hostnames,
     )
 
 
