@@ -46,6 +46,7 @@ from mesh.multicluster.mirror.desired import (
     service_current,
 )
 from mesh.multicluster.mirror.link import Link
+from mesh.multicluster.mirror.link_status import CONTROLLER_NAME, LinkStatus
 from mesh.multicluster.mirror.liveness import GatewaySet, ProbeOutcome
 from mesh.multicluster.mirror.messages import (
     ApplyEndpoints,
@@ -71,20 +72,6 @@ from mesh.multicluster.mirror.messages import (
 __all__ = ["CONTROLLER_NAME", "MirrorCore"]
 
 _log = logging.getLogger(__name__)
-
-CONTROLLER_NAME = "linkerd.io/service-mirror"
-"""``controllerName`` of the Link status entries this controller writes (Linkerd's)."""
-MIRRORED = "Mirrored"
-READY = "Ready"
-
-
-@dataclass
-class _Condition:
-    status: bool
-    reason: str
-    message: str
-    since: str
-    local: ObjectKey | None = None
 
 
 def _now() -> str:
@@ -138,10 +125,8 @@ class MirrorCore:
         self._children: dict[ObjectKey, set[ObjectKey]] = {}
         self._fed_conflicts: set[ObjectKey] = set()
         self._failed: dict[ObjectKey, str] = {}
-        self._conditions: dict[ObjectKey, _Condition] = {}
-        self._ready_condition = _Condition(False, "Pending", "the Link has not been read yet", "")
+        self._status = LinkStatus(clock)
         self._gc_done = False
-        self._status_dirty = True
         self._out: list[Command] = []
 
     # -- queries ----------------------------------------------------------------------------
@@ -424,7 +409,7 @@ class MirrorCore:
     # -- reconciling ------------------------------------------------------------------------
 
     def _reconcile_all(self) -> None:
-        keys = set(self._remote.services) | set(self._conditions)
+        keys = set(self._remote.services) | self._status.keys()
         for fkey, svc in self._local.foreign.items():
             keys.add(fkey)  # a local federated member
             if federated.is_federated(svc) and (member := federated.member_key(fkey)):
@@ -564,7 +549,7 @@ class MirrorCore:
         elif observed is None:
             self._condition(key, mkey, False, "Pending", "the mirror is being created")
         else:
-            self._condition(key, mkey, True, MIRRORED, "")
+            self._condition(key, mkey, True, "Mirrored", "")
 
     def _apply_service(self, desired: MirrorService, observed: Service | None) -> None:
         if (observed is None or not service_current(observed, desired)) and self._requested_svc.get(
@@ -667,23 +652,11 @@ class MirrorCore:
     def _condition(
         self, key: ObjectKey, local: ObjectKey | None, status: bool, reason: str, message: str
     ) -> None:
-        old = self._conditions.get(key)
-        if old is not None and (old.status, old.reason, old.message, old.local) == (
-            status,
-            reason,
-            message,
-            local,
-        ):
-            return
-        since = old.since if old is not None and old.status == status else self._clock()
-        self._conditions[key] = _Condition(status, reason, message, since, local)
-        self._status_dirty = True
-        if not status and reason != "Pending" and (old is None or old.reason != reason):
+        if self._status.set(key, local, status, reason, message):
             self._warn(reason, f"cannot mirror {key} from {self.cluster}: {message}")
 
     def _drop_condition(self, key: ObjectKey) -> None:
-        if self._conditions.pop(key, None) is not None:
-            self._status_dirty = True
+        self._status.drop(key)
 
     def _set_ready(self) -> None:
         if self._link_problem is not None:
@@ -694,64 +667,17 @@ class MirrorCore:
             status, reason, message = False, "Pending", "listing the target and local clusters"
         else:
             status, reason, message = True, "Mirroring", f"mirroring services of {self.cluster}"
-        old = self._ready_condition
-        if (old.status, old.reason, old.message) != (status, reason, message):
-            since = old.since if old.status == status and old.since else self._clock()
-            self._ready_condition = _Condition(status, reason, message, since)
-            self._status_dirty = True
+        self._status.set_ready(status, reason, message)
 
     def mark_status_dirty(self) -> None:
         """The last status taken was not written: offer it again."""
-        self._status_dirty = True
+        self._status.dirty = True
 
     def take_status(self) -> dict[str, Any] | None:
         """The Link's ``status`` if it changed since the last call, else ``None``."""
         self._set_ready()
-        if not self._status_dirty:
-            return None
-        self._status_dirty = False
-        return self.status()
+        return self._status.take()
 
     def status(self) -> dict[str, Any]:
         """The Link's status: one entry per selected remote Service (CONF-15), and ``Ready``."""
-        entries: list[dict[str, Any]] = []
-        for key, cond in sorted(self._conditions.items()):
-            condition: dict[str, Any] = {
-                "type": MIRRORED,
-                "status": "True" if cond.status else "False",
-                "reason": cond.reason,
-                "message": cond.message,
-                "lastTransitionTime": cond.since,
-            }
-            if cond.local is not None:
-                condition["localRef"] = {
-                    "group": "",
-                    "kind": "Service",
-                    "name": cond.local.name,
-                    "namespace": cond.local.namespace,
-                }
-            entries.append(
-                {
-                    "controllerName": CONTROLLER_NAME,
-                    "remoteRef": {
-                        "group": "",
-                        "kind": "Service",
-                        "name": key.name,
-                        "namespace": key.namespace,
-                    },
-                    "conditions": [condition],
-                }
-            )
-        ready = self._ready_condition
-        return {
-            "mirrorServices": entries,
-            "conditions": [
-                {
-                    "type": READY,
-                    "status": "True" if ready.status else "False",
-                    "reason": ready.reason,
-                    "message": ready.message,
-                    "lastTransitionTime": ready.since or self._clock(),
-                }
-            ],
-        }
+        return self._status.render()
