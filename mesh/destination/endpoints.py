@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 from mesh.destination.authority import IpTarget, ServiceTarget, Target
 from mesh.destination.config import DEFAULT_WEIGHT, DiscoveryConfig
-from mesh.destination.mirrors import gateway_endpoint, is_gateway_mirror
+from mesh.destination.mirrors import gateway_endpoint, is_gateway_mirror, per_host_mirror
 from mesh.destination.snapshot import ClusterSnapshot
 from mesh.k8s.annotations import (
     DISABLE_IDENTITY,
@@ -254,6 +254,11 @@ def _service_endpoints(
             if hostname and endpoint.hostname != hostname:
                 continue
             pod = _endpoint_pod(snapshot, endpoint)
+            if pod is None and (
+                via := per_host_mirror(service, endpoint.addresses[0], snapshot.service_by_ip)
+            ):
+                endpoints.update(_service_endpoints(snapshot, config, via, port, "").endpoints)
+                continue
             target_port = _target_port(service_port, port, slice_, pod)
             if target_port is None:
                 continue
