@@ -254,10 +254,12 @@ def _service_endpoints(
             if hostname and endpoint.hostname != hostname:
                 continue
             pod = _endpoint_pod(snapshot, endpoint)
-            if pod is None and (
-                via := per_host_mirror(service, endpoint.addresses[0], snapshot.service_by_ip)
-            ):
-                endpoints.update(_service_endpoints(snapshot, config, via, port, "").endpoints)
+            ip = endpoint.addresses[0]
+            if pod is None and per_host_mirror(service, ip, snapshot.service_by_ip) is not None:
+                # A headless mirror's host: reach it through its per-host mirror (CONF-29).
+                through = resolve(snapshot, config, IpTarget(ip, port))
+                if isinstance(through, EndpointSet):
+                    endpoints.update(through.endpoints)
                 continue
             target_port = _target_port(service_port, port, slice_, pod)
             if target_port is None:
