@@ -11,10 +11,11 @@ gateway traffic. The rules, after Linkerd's gateway:
   certificate) is closed without a byte of answer;
 - inside, only HTTP/1 is served (opaque TCP through the gateway needs a
   transport header this proxy does not speak yet): other protocols are closed;
-- each request is routed by its authority, which must name a service under a
-  gateway suffix with an explicit port, ``<svc>.<ns>.svc.<domain>:<port>``: no
-  open proxy. A missing or malformed authority is a 400, a name outside the
-  suffixes a 403, both with ``l5d-proxy-error``;
+- each request is routed by its authority, which must name a service (or one
+  hostname of a headless service) under a gateway suffix with an explicit port,
+  ``[<host>.]<svc>.<ns>.svc.<domain>:<port>``: no open proxy. A missing or
+  malformed authority is a 400, a name outside the suffixes a 403, both with
+  ``l5d-proxy-error``;
 - a request already forwarded by this gateway (its ``forwarded`` header names
   this gateway ``by``) is a loop: 502;
 - forwarded requests carry ``forwarded: by=<gateway>;for=<client>`` and no
@@ -81,12 +82,16 @@ class GatewaySettings:
         return bool(self.suffixes)
 
     def allows(self, host: str) -> bool:
-        """Whether ``host`` is ``<svc>.<ns>.<suffix>`` for one of the suffixes."""
+        """Whether ``host`` is ``[<hostname>.]<svc>.<ns>.<suffix>`` for one of the suffixes.
+
+        The ``<hostname>.`` form names one endpoint of a headless service (a StatefulSet
+        pod mirrored per host, CONF-29).
+        """
         name = host.rstrip(".").lower()
         for suffix in self.suffixes:
             if name.endswith("." + suffix):
                 labels = name.removesuffix("." + suffix).split(".")
-                if len(labels) == 2 and all(labels):
+                if len(labels) in (2, 3) and all(labels):
                     return True
         return False
 
