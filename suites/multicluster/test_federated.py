@@ -15,10 +15,13 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 import pytest
+from lightkube.resources.core_v1 import Service as ServiceResource
 
 from fixtures.multicluster import Linked
+from fixtures.workloads import Workloads
 from harness.kube import Kube
 from harness.reporting import Evidence
+from suites.mesh._support import deploy_server, statuses
 from suites.multicluster._support import (
     delete_service,
     endpoints,
@@ -37,6 +40,7 @@ FEDERATED = "mirror.linkerd.io/federated"
 REMOTE_DISCOVERY = "multicluster.linkerd.io/remote-discovery"
 LOCAL_DISCOVERY = "multicluster.linkerd.io/local-discovery"
 MIRRORED = "mirror.linkerd.io/mirrored-service"
+TRAFFIC_REQUESTS = 30
 
 LOCAL_MEMBER = """
 apiVersion: v1
@@ -113,8 +117,8 @@ def after_created(kube: Kube, svc: dict[str, Any]) -> None:
     "the source produce <svc>-federated in the source annotated remote-discovery=svc@target "
     "and local-discovery=svc, with no Endpoints, carrying the oldest member's labels, "
     "annotations and ports; when the oldest leaves the next oldest's metadata takes over, "
-    "and the Service is deleted with its last member (CONF-28, the object; traffic to the "
-    "members is asserted by the remote-discovery suite)",
+    "and the Service is deleted with its last member (CONF-28: the object; traffic is "
+    "mc-federated-traffic)",
     features=FEATURES,
     profile="multicluster",
     conf=["CONF-28"],
@@ -172,7 +176,7 @@ def test_federated_service_follows_its_members(
     description="With the source linked to two clusters, members in both make one "
     "<svc>-federated annotated with both (sorted), written by two mirror controllers "
     "without losing either's entry; it shrinks as members leave and is deleted with the "
-    "last (CONF-28, the object)",
+    "last (CONF-28: the object, on three clusters)",
     features=FEATURES,
     profile="multicluster",
     conf=["CONF-28"],
@@ -197,3 +201,42 @@ def test_two_links_share_one_federated_service(
         with evidence.step("the target member leaves"):
             delete_service(linked.kube[TARGET], ns, "fed3")
         gone(linked, SOURCE, ns, "fed3-federated")
+
+
+@pytest.mark.requires(clusters=2, network="flat")
+@pytest.mark.conformance(
+    short_name="mc-federated-traffic",
+    description="A meshed source client calling <svc>-federated reaches every member: the "
+    "source's own and the target's, pod to pod (CONF-28: traffic)",
+    features=["multicluster", "remote-discovery", "injection"],
+    profile="multicluster",
+    conf=["CONF-28"],
+)
+def test_federated_traffic_reaches_every_member_cluster(
+    linked: Linked, mc_namespace: str, workloads: Workloads, evidence: Evidence
+) -> None:
+    ns = mc_namespace
+    with evidence.step("a meshed member server in the source and in the target"):
+        for cluster in (SOURCE, TARGET):
+            deploy_server(linked.mesh, ns, cluster, name="fedweb")
+            linked.kube[cluster].client.patch(
+                ServiceResource,
+                "fedweb",
+                {"metadata": {"labels": {FEDERATED: "member"}}},
+                namespace=ns,
+            )
+        client = workloads.client(SOURCE)
+    federated(linked.kube[SOURCE], ns, "fedweb", "fedweb@target", "fedweb")
+    url = f"http://fedweb-federated.{ns}.svc.{linked.clusters[SOURCE].domain}:8080/"
+
+    def both() -> set[str]:
+        result = client.run(url, TRAFFIC_REQUESTS, label=f"{SOURCE}/{client.pod} -> {url}")
+        seen = statuses(result)
+        assert seen == {"200": TRAFFIC_REQUESTS}, f"statuses {seen}"
+        clusters = {str((r["responder"] or {}).get("cluster")) for r in result["records"]}
+        assert clusters == {SOURCE, TARGET}, f"answers came from {sorted(clusters)}"
+        return clusters
+
+    with evidence.step(f"{TRAFFIC_REQUESTS} requests to {url} answered by both clusters"):
+        clusters = eventually(f"answers to {url} from {SOURCE} and {TARGET}", both)
+    evidence.record("responder-clusters", sorted(clusters))
