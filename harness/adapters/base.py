@@ -62,6 +62,9 @@ class Feature(StrEnum):
     MULTICLUSTER_STATUS = "multicluster-status"
     """``gateways``, ``check --multicluster``, Link status and the mirror controller's metrics."""
     MULTICLUSTER_UNINSTALL = "multicluster-uninstall"
+    REMOTE_DISCOVERY = "remote-discovery"
+    """Pod-to-pod multicluster: discovery resolves remote-discovery mirrors (and federated
+    services) to the remote pods through the link's credentials, bypassing the gateway."""
 
 
 @dataclass(frozen=True)

@@ -52,6 +52,7 @@ __all__ = [
     "pod_endpoint",
     "pod_opaque_ports",
     "resolve",
+    "service_endpoints",
     "service_opaque_ports",
 ]
 
@@ -235,9 +236,10 @@ def _endpoint_pod(snapshot: ClusterSnapshot, endpoint: Endpoint) -> Pod | None:
     return snapshot.pod(ref.namespace, ref.name)
 
 
-def _service_endpoints(
+def service_endpoints(
     snapshot: ClusterSnapshot, config: DiscoveryConfig, service: Service, port: int, hostname: str
 ) -> EndpointSet:
+    """The ready endpoints of ``port`` of ``service`` (of one ``hostname``, if given)."""
     set_labels = {"namespace": service.namespace, "service": service.name}
     service_port = service.port(port)
     opaque = port in service_opaque_ports(service, config)
@@ -287,11 +289,11 @@ def resolve(snapshot: ClusterSnapshot, config: DiscoveryConfig, target: Target) 
         service = snapshot.service(target.namespace, target.name)
         if service is None:
             return Missing()
-        return _service_endpoints(snapshot, config, service, target.port, target.hostname)
+        return service_endpoints(snapshot, config, service, target.port, target.hostname)
     assert isinstance(target, IpTarget)
     service = snapshot.service_by_ip(target.ip)
     if service is not None:
-        return _service_endpoints(snapshot, config, service, target.port, "")
+        return service_endpoints(snapshot, config, service, target.port, "")
     pod = snapshot.pod_by_ip(target.ip)
     if pod is None:
         return Missing()

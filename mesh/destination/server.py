@@ -30,9 +30,11 @@ from mesh.destination import authority
 from mesh.destination.config import DiscoveryConfig
 from mesh.destination.endpoints import Update
 from mesh.destination.profiles import Profile
+from mesh.destination.remote import RemoteEvent
+from mesh.destination.remote_source import RemoteSource
 from mesh.destination.snapshot import SnapshotEvent
 from mesh.destination.translate import profile_message, update_message
-from mesh.destination.watcher import DestinationWatcher, SubscriptionId
+from mesh.destination.watcher import DestinationWatcher, RemoteClusterNotFound, SubscriptionId
 from mesh.identity.bootstrap import add_identity_arguments, certify_from_identity, identity_settings
 from mesh.k8s import convert
 from mesh.k8s.annotations import parse_ports
@@ -64,10 +66,13 @@ _SCHEMES = ("", "k8s")
 _T = TypeVar("_T")
 
 
+DiscoveryEvent = SnapshotEvent | RemoteEvent
+
+
 class ObjectSource(Protocol):
     """Where the cluster's Services, EndpointSlices and Pods come from, as watch events."""
 
-    def events(self) -> AsyncIterator[SnapshotEvent]:
+    def events(self) -> AsyncIterator[DiscoveryEvent]:
         """Each kind's ``Listed`` first, then its changes; ends only on failure or cancel."""
         ...
 
@@ -75,14 +80,22 @@ class ObjectSource(Protocol):
 class KubeObjectSource:
     """An ``ObjectSource`` watching every namespace through a lightkube client."""
 
-    def __init__(self, client: AsyncClient, settings: WatchSettings | None = None) -> None:
+    def __init__(
+        self,
+        client: AsyncClient,
+        settings: WatchSettings | None = None,
+        *,
+        remote_discovery: bool = False,
+    ) -> None:
         self._client = client
         self._settings = settings or WatchSettings()
+        self.remote_discovery = remote_discovery
+        """Also watch linked clusters (``RemoteSource``) for remote-discovery lookups."""
 
-    def events(self) -> AsyncIterator[SnapshotEvent]:
+    def events(self) -> AsyncIterator[DiscoveryEvent]:
         client, settings = self._client, self._settings
         report = event_reporter(client, COMPONENT)
-        streams: list[AsyncIterator[SnapshotEvent]] = [
+        streams: list[AsyncIterator[DiscoveryEvent]] = [
             list_and_watch(
                 client, core_v1.Service, convert.service, Service, settings=settings, report=report
             ),
@@ -96,7 +109,12 @@ class KubeObjectSource:
             ),
             list_and_watch(client, core_v1.Pod, convert.pod, Pod, settings=settings, report=report),
         ]
+        if self.remote_discovery:
+            streams.append(RemoteSource(client).events())
         return merge(*streams)
+
+
+_EndpointsItem = list[Update] | RemoteClusterNotFound
 
 
 class HubClosed(Exception):
@@ -111,7 +129,7 @@ class DiscoveryHub:
         self._settings = settings or ServerSettings()
         self._synced = asyncio.Event()
         self._closed = False
-        self._endpoint_queues: dict[SubscriptionId, asyncio.Queue[list[Update] | None]] = {}
+        self._endpoint_queues: dict[SubscriptionId, asyncio.Queue[_EndpointsItem | None]] = {}
         self._profile_queues: dict[SubscriptionId, asyncio.Queue[Profile | None]] = {}
 
     async def run(self, source: ObjectSource) -> None:
@@ -123,6 +141,8 @@ class DiscoveryHub:
                     self._synced.set()
                 for sub, updates in changes.endpoints.items():
                     self._endpoint_queues[sub].put_nowait(updates)
+                for sub, message in changes.not_found.items():
+                    self._endpoint_queues[sub].put_nowait(RemoteClusterNotFound(message))
                 for sub, current in changes.profiles.items():
                     self._profile_queues[sub].put_nowait(current)
         finally:
@@ -151,15 +171,21 @@ class DiscoveryHub:
         return item
 
     async def endpoints(self, target: authority.Target) -> AsyncGenerator[list[Update]]:
-        """The updates for ``target``: the whole set first, then each change."""
+        """The updates for ``target``: the whole set first, then each change.
+
+        Raises ``RemoteClusterNotFound`` when the target's remote cluster is (or stops
+        being) found."""
         await self._wait_synced()
         sub, first = self.watcher.watch_endpoints(target)
-        queue: asyncio.Queue[list[Update] | None] = asyncio.Queue()
+        queue: asyncio.Queue[_EndpointsItem | None] = asyncio.Queue()
         self._endpoint_queues[sub] = queue
         try:
             yield first
             while True:
-                yield await self._next(queue)
+                item: _EndpointsItem = await self._next(queue)
+                if isinstance(item, RemoteClusterNotFound):
+                    raise item
+                yield item
         finally:
             self.watcher.unwatch(sub)
             del self._endpoint_queues[sub]
@@ -203,6 +229,9 @@ class DestinationServicer(pb_grpc.DestinationServicer):
                         yield update_message(update)
         except authority.AuthorityError as e:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+        except RemoteClusterNotFound as e:
+            _log.info("Get %s: %s", request.path, e)
+            await context.abort(grpc.StatusCode.NOT_FOUND, str(e))
         except (TimeoutError, HubClosed) as e:
             await context.abort(grpc.StatusCode.UNAVAILABLE, str(e))
 
@@ -286,6 +315,11 @@ def _parser() -> argparse.ArgumentParser:
         help="ports opaque unless annotated otherwise (default: Linkerd's list)",
     )
     parser.add_argument("--kubeconfig", default=None, help="default: in-cluster or $KUBECONFIG")
+    parser.add_argument(
+        "--no-remote-discovery",
+        action="store_true",
+        help="do not watch linked clusters (remote-discovery mirrors then have no endpoints)",
+    )
     parser.add_argument("--log-level", default="INFO")
     add_identity_arguments(parser)
     return parser
@@ -307,7 +341,8 @@ async def _serve(args: argparse.Namespace) -> None:
     kube_config = KubeConfig.from_file(args.kubeconfig) if args.kubeconfig else None
     client = AsyncClient(config=kube_config)
     identity = await certify_from_identity(identity_settings(args))
-    server = DestinationServer(config, KubeObjectSource(client))
+    source = KubeObjectSource(client, remote_discovery=not args.no_remote_discovery)
+    server = DestinationServer(config, source)
     port = await server.start(f"{args.address}:{args.port}", identity.serving.credentials())
     _log.info(
         "destination serving on %s:%d (cluster domain %s, trust domain %s)",

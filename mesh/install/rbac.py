@@ -75,12 +75,11 @@ RULES: dict[str, tuple[Rule, ...]] = {
 }
 """Component -> its cluster-wide rules."""
 
-NAMESPACED_RULES: dict[str, tuple[Rule, ...]] = {
-    # Remote discovery reads the link credentials (kubeconfig Secrets) that
-    # `multicluster link` writes, and only in the control-plane namespace.
-    "destination": (Rule(("",), ("secrets",), _WATCH),),
-}
-"""Component -> rules granted only inside the control-plane namespace."""
+NAMESPACED_RULES: dict[str, tuple[Rule, ...]] = {}
+"""Component -> rules granted only inside the control-plane namespace. None today: the
+control-plane namespace holds the identity issuer's key, so destination reads no Secret
+there. Its read of link credentials is granted by ``multicluster install``, inside
+``linkerd-multicluster`` only (``mesh.multicluster.render.destination_access_objects``)."""
 
 
 def _meta(name: str, values: Values, component: str, *, namespaced: bool) -> Manifest:

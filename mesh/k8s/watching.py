@@ -171,14 +171,16 @@ async def list_and_watch(
     report: SkipReporter | None = None,
     labels: dict[str, str] | None = None,
     on_error: Callable[[Exception], None] | None = None,
+    fields: dict[str, str] | None = None,
 ) -> AsyncIterator[WatchEvent[T]]:
     """Yield ``Listed`` with every ``resource`` in ``namespace``, then each change, forever.
 
-    Objects ``convert`` fails on are skipped and told to ``report`` (see the module
-    docstring; ``event_reporter`` writes Events). ``labels`` restricts the stream to
-    objects carrying all of them. ``on_error`` hears each transport failure before the
-    back-off (to report it); if it raises, the stream ends with that error instead of
-    retrying.
+        Objects ``convert`` fails on are skipped and told to ``report`` (see the module
+        docstring; ``event_reporter`` writes Events). ``labels`` restricts the stream to
+        objects carrying all of them, ``fields`` to objects whose fields match (a field
+    selector). ``on_error`` hears each transport failure before the
+        back-off (to report it); if it raises, the stream ends with that error instead of
+        retrying.
     """
     settings = settings or WatchSettings()
     delay = settings.retry_initial
@@ -186,7 +188,9 @@ async def list_and_watch(
     known = converter.known
     while True:
         try:
-            listing = client.list(resource, namespace=namespace, labels=cast(Any, labels))
+            listing = client.list(
+                resource, namespace=namespace, labels=cast(Any, labels), fields=cast(Any, fields)
+            )
             known.clear()
             async for raw in listing:
                 converted = await converter(raw)
@@ -199,6 +203,7 @@ async def list_and_watch(
                 resource,
                 namespace=namespace,
                 labels=cast(Any, labels),
+                fields=cast(Any, fields),
                 resource_version=version,
                 server_timeout=settings.server_timeout,
             )

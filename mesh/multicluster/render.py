@@ -28,6 +28,7 @@ __all__ = [
     "REMOTE_ACCESS_RULES",
     "allow_objects",
     "created_by",
+    "destination_access_objects",
     "gateway_objects",
     "install_objects",
     "namespace",
@@ -64,6 +65,8 @@ _DELETE_ORDER = (
     "Service",
     "Secret",
     "ServiceAccount",
+    "RoleBinding",
+    "Role",
     "ClusterRoleBinding",
     "ClusterRole",
     "Namespace",
@@ -209,6 +212,45 @@ def remote_access_objects(values: McValues, service_account: str) -> list[Manife
     return [_service_account(values, service_account), token, role, binding]
 
 
+DESTINATION_ACCESS = "linkerd-destination-remote-discovery"
+"""The Role and RoleBinding letting the control plane's destination read Links and
+their credentials (remote discovery), in ``linkerd-multicluster`` only."""
+DESTINATION_SA = "linkerd-destination"
+DESTINATION_ACCESS_RULES: list[Manifest] = [
+    {"apiGroups": [""], "resources": ["secrets"], "verbs": ["list", "watch"]},
+    {"apiGroups": ["multicluster.linkerd.io"], "resources": ["links"], "verbs": ["list", "watch"]},
+]
+"""Secrets are read by list and watch (filtered to the credentials type); ``resourceNames``
+cannot be used since the Links' Secret names are not known here. The namespace holds
+only link credentials and remote-access tokens for this very cluster's read-only
+account, which grant less than destination already has; the identity issuer's key
+(control-plane namespace) stays out of reach."""
+
+
+def destination_access_objects(values: McValues) -> list[Manifest]:
+    """The Role and RoleBinding of ``DESTINATION_ACCESS`` for the destination's account."""
+    role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": _meta(values, DESTINATION_ACCESS),
+        "rules": DESTINATION_ACCESS_RULES,
+    }
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": _meta(values, DESTINATION_ACCESS),
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "Role",
+            "name": DESTINATION_ACCESS,
+        },
+        "subjects": [
+            {"kind": "ServiceAccount", "name": DESTINATION_SA, "namespace": values.control_plane_ns}
+        ],
+    }
+    return [role, binding]
+
+
 def install_objects(values: McValues) -> list[Manifest]:
     """Everything ``multicluster install`` prints, in ``kubectl apply`` order."""
     crd = link_crd(values.control_plane_ns)
@@ -217,6 +259,7 @@ def install_objects(values: McValues) -> list[Manifest]:
         namespace(values),
         crd,
         *remote_access_objects(values, mc.REMOTE_ACCESS_SA),
+        *destination_access_objects(values),
         *(gateway_objects(values) if values.gateway_enabled else []),
     ]
 

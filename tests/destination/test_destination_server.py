@@ -260,3 +260,91 @@ async def test_streams_end_unavailable_when_the_source_ends(running: Running) ->
         await read(call)
     assert err.value.code() == grpc.StatusCode.UNAVAILABLE
     await running.server.wait()
+
+
+# -- remote discovery over the wire -------------------------------------------------------------
+
+RD_MIRROR = replace(
+    service("web-west", cluster_ip="10.96.0.77"),
+    labels={
+        "mirror.linkerd.io/mirrored-service": "true",
+        "multicluster.linkerd.io/remote-discovery": "west",
+        "multicluster.linkerd.io/remote-service": "web",
+    },
+)
+RD_AUTHORITY = "web-west.shop.svc.east.example:80"
+
+
+async def test_get_of_an_unlinked_cluster_is_not_found_at_once() -> None:
+    from mesh.destination.remote import ClusterNotFound, LinksListed
+
+    source = FakeSource(*listed([RD_MIRROR], [], []))
+    source.push(ClusterNotFound("west", "no Link targets it"))  # type: ignore[arg-type]
+    source.push(LinksListed())  # type: ignore[arg-type]
+    it = await start(source)
+    try:
+        call = it.get(RD_AUTHORITY)
+        with pytest.raises(aio.AioRpcError) as e:
+            await read(call)
+        assert e.value.code() == grpc.StatusCode.NOT_FOUND
+        assert "remote cluster not found: west" in (e.value.details() or "")
+    finally:
+        await it.channel.close(None)
+        await it.server.stop()
+
+
+async def test_get_of_a_linked_cluster_streams_its_pods_with_target_labels() -> None:
+    from mesh.destination.remote import ClusterLinked, LinksListed, RemoteObjects
+
+    remote_pod = pod("web-5d8f7c9b4-ccccc", "10.9.0.3")
+    source = FakeSource(*listed([RD_MIRROR], [], []))
+    for event in (
+        ClusterLinked("west", 1, "west.example"),
+        LinksListed(),
+        RemoteObjects("west", 1, Listed(Service, (WEB,))),
+        RemoteObjects("west", 1, Listed(EndpointSlice, (slice_of(WEB, [endpoint(remote_pod)]),))),
+        RemoteObjects("west", 1, Listed(Pod, (remote_pod,))),
+    ):
+        source.push(event)  # type: ignore[arg-type]
+    it = await start(source)
+    try:
+        first = await read(it.get(RD_AUTHORITY))
+        assert isinstance(first, pb.Update)
+        assert addrs(first) == [("10.9.0.3", 8080)]
+        [addr] = first.add.addrs
+        assert addr.metric_labels["target_cluster"] == "west"
+        assert addr.metric_labels["target_service"] == "web"
+        assert addr.metric_labels["target_service_namespace"] == "shop"
+        assert addr.tls_identity.dns_name == identity("web")
+    finally:
+        await it.channel.close(None)
+        await it.server.stop()
+
+
+async def test_a_stream_whose_cluster_goes_away_ends_not_found() -> None:
+    from mesh.destination.remote import ClusterLinked, ClusterNotFound, LinksListed, RemoteObjects
+
+    remote_pod = pod("web-5d8f7c9b4-ddddd", "10.9.0.4")
+    source = FakeSource(*listed([RD_MIRROR], [], []))
+    for event in (
+        ClusterLinked("west", 1, "west.example"),
+        LinksListed(),
+        RemoteObjects("west", 1, Listed(Service, (WEB,))),
+        RemoteObjects("west", 1, Listed(EndpointSlice, (slice_of(WEB, [endpoint(remote_pod)]),))),
+        RemoteObjects("west", 1, Listed(Pod, (remote_pod,))),
+    ):
+        source.push(event)  # type: ignore[arg-type]
+    it = await start(source)
+    try:
+        call = it.get(RD_AUTHORITY)
+        first = await read(call)
+        assert isinstance(first, pb.Update)
+        assert first.WhichOneof("update") == "add"
+        source.push(ClusterNotFound("west", "Secret cluster-credentials-west is unusable"))  # type: ignore[arg-type]
+        with pytest.raises(aio.AioRpcError) as e:
+            await read(call)
+        assert e.value.code() == grpc.StatusCode.NOT_FOUND
+        assert "remote cluster not found: west" in (e.value.details() or "")
+    finally:
+        await it.channel.close(None)
+        await it.server.stop()

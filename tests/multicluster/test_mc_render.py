@@ -33,6 +33,8 @@ def test_install_prints_everything_in_apply_order() -> None:
         ("Secret", "linkerd-service-mirror-remote-access-default-token"),
         ("ClusterRole", "linkerd-service-mirror-remote-access-default"),
         ("ClusterRoleBinding", "linkerd-service-mirror-remote-access-default"),
+        ("Role", "linkerd-destination-remote-discovery"),
+        ("RoleBinding", "linkerd-destination-remote-discovery"),
         ("ServiceAccount", "linkerd-gateway"),
         ("Deployment", "linkerd-gateway"),
         ("Service", "linkerd-gateway"),
@@ -47,6 +49,31 @@ def test_install_prints_everything_in_apply_order() -> None:
         ):
             assert doc["metadata"]["namespace"] == "linkerd-multicluster"
     assert load_all(dump_all(docs)) == docs
+
+
+def test_destination_reads_links_and_secrets_only_in_the_multicluster_namespace() -> None:
+    values = dataclasses.replace(VALUES, control_plane_ns="mesh-cp")
+    role = find(install_objects(values), "Role", "linkerd-destination-remote-discovery")
+    binding = find(install_objects(values), "RoleBinding", "linkerd-destination-remote-discovery")
+    assert role["metadata"]["namespace"] == binding["metadata"]["namespace"] == mc.NAMESPACE
+    granted = {
+        (group, resource): set(rule["verbs"])
+        for rule in role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+    }
+    assert granted == {
+        ("", "secrets"): {"list", "watch"},
+        ("multicluster.linkerd.io", "links"): {"list", "watch"},
+    }
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": "linkerd-destination-remote-discovery",
+    }
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "linkerd-destination", "namespace": "mesh-cp"}
+    ]
 
 
 def test_gateway_is_a_pause_container_the_injector_meshes_as_a_gateway() -> None:
