@@ -27,12 +27,13 @@ fuzz-short:
 
 # End-to-end suites on real clusters (netns provider), each topology brought up once:
 # two-flat runs everything; two-hierarchical the hierarchical substrate checks and the
-# gateway-mode suites (mirroring and traffic through the gateway); three-flat the chain.
+# gateway-mode suites (mirroring and traffic through the gateway); three-flat the chain
+# and a federated service written by two links' controllers.
 e2e *args:
     {{py}} -m pytest suites -v -n 2 --dist loadgroup --provider netns --topology two-flat --report-dir reports/test-{{run_id}}/two-flat {{args}}
     {{py}} -m pytest suites/policy -k "cluster_domain or trust_domain" -v --provider netns --topology two-flat-trust --report-dir reports/test-{{run_id}}/two-flat-trust {{args}}
     {{py}} -m pytest suites/substrate/test_workloads.py::test_hierarchical_pod_ips_unreachable_but_load_balancer_answers suites/multicluster/test_mirroring.py suites/multicluster/test_gateway_traffic.py -v -n 2 --provider netns --topology two-hierarchical --report-dir reports/test-{{run_id}}/two-hierarchical {{args}}
-    {{py}} -m pytest suites/multicluster/test_chain.py -v --provider netns --topology three-flat --report-dir reports/test-{{run_id}}/three-flat {{args}}
+    {{py}} -m pytest suites/multicluster/test_chain.py suites/multicluster/test_federated.py::test_two_links_share_one_federated_service -v --provider netns --topology three-flat --report-dir reports/test-{{run_id}}/three-flat {{args}}
 
 # Bring up two-flat, run every suite, write reports under reports/, tear down.
 conformance *args:

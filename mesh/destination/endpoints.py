@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 from mesh.destination.authority import IpTarget, ServiceTarget, Target
 from mesh.destination.config import DEFAULT_WEIGHT, DiscoveryConfig
-from mesh.destination.mirrors import gateway_endpoint, is_gateway_mirror
+from mesh.destination.mirrors import gateway_endpoint, is_gateway_mirror, per_host_mirror
 from mesh.destination.snapshot import ClusterSnapshot
 from mesh.k8s.annotations import (
     DISABLE_IDENTITY,
@@ -256,6 +256,13 @@ def service_endpoints(
             if hostname and endpoint.hostname != hostname:
                 continue
             pod = _endpoint_pod(snapshot, endpoint)
+            ip = endpoint.addresses[0]
+            if pod is None and per_host_mirror(service, ip, snapshot.service_by_ip) is not None:
+                # A headless mirror's host: reach it through its per-host mirror (CONF-29).
+                through = resolve(snapshot, config, IpTarget(ip, port))
+                if isinstance(through, EndpointSet):
+                    endpoints.update(through.endpoints)
+                continue
             target_port = _target_port(service_port, port, slice_, pod)
             if target_port is None:
                 continue

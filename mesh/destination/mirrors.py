@@ -20,17 +20,25 @@ Pure: no I/O.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from mesh.k8s.objects import EndpointSlice, Service
 from mesh.multicluster.labels import (
     CLUSTER_NAME,
+    HEADLESS_MIRROR_SVC_NAME,
     MIRRORED_SERVICE,
     REMOTE_GATEWAY_IDENTITY,
     REMOTE_SVC_FQ_NAME,
 )
 
-__all__ = ["GatewayEndpoint", "gateway_endpoint", "is_gateway_mirror", "remote_service_labels"]
+__all__ = [
+    "GatewayEndpoint",
+    "gateway_endpoint",
+    "is_gateway_mirror",
+    "per_host_mirror",
+    "remote_service_labels",
+]
 
 
 @dataclass(frozen=True)
@@ -78,3 +86,19 @@ def gateway_endpoint(service: Service, slice_: EndpointSlice, port: int) -> Gate
         authority_override=f"{fq_name}:{port}" if fq_name else None,
         labels=remote_service_labels(service, fq_name),
     )
+
+
+def per_host_mirror(
+    service: Service, address: str, by_ip: Callable[[str], Service | None]
+) -> Service | None:
+    """The per-host mirror behind ``address`` of the headless mirror ``service`` (CONF-29).
+
+    A headless mirror's endpoints are its per-host mirrors' cluster IPs; a proxy must reach
+    them through the per-host mirror's own (gateway) endpoints, not the IP in plaintext.
+    """
+    if service.labels.get(MIRRORED_SERVICE) != "true" or service.selector or not service.headless:
+        return None
+    host = by_ip(address)
+    if host is None or host.namespace != service.namespace:
+        return None
+    return host if host.annotations.get(HEADLESS_MIRROR_SVC_NAME) == service.name else None

@@ -7,6 +7,7 @@ sees ``mesh.k8s.objects``. Absent fields become the Kubernetes defaults.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from lightkube.generic_resource import GenericNamespacedResource, create_namespaced_resource
@@ -66,7 +67,17 @@ def service(obj: core_v1.Service) -> Service:
         labels=_strings(meta.labels),
         annotations=_strings(meta.annotations),
         resource_version=meta.resourceVersion or "",
+        created=_timestamp(meta.creationTimestamp),
     )
+
+
+def _timestamp(value: datetime | None) -> str:
+    """RFC 3339 in UTC, seconds precision (as the API server writes it); ``""`` if unset."""
+    if value is None:
+        return ""
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC)
+    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _endpoint(ep: discovery_models.Endpoint) -> Endpoint:

@@ -92,6 +92,8 @@ class Service:
     labels: Mapping[str, str] = field(default_factory=dict)
     annotations: Mapping[str, str] = field(default_factory=dict)
     resource_version: str = ""
+    created: str = ""
+    """``metadata.creationTimestamp`` as RFC 3339 (``2026-01-01T00:00:00Z``); sorts by age."""
 
     @property
     def key(self) -> ObjectKey:

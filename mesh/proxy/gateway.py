@@ -16,8 +16,9 @@ gateway traffic. The rules, after Linkerd's gateway:
 - inside, HTTP/1 is served, and opaque TCP that begins with a transport header
   (``transport_header``) naming its target; other streams are closed;
 - each request is routed by its authority, each opaque stream by its header's
-  target, which must name a service under a gateway suffix with an explicit
-  port, ``<svc>.<ns>.svc.<domain>:<port>``: no open proxy. For HTTP a missing
+  target, which must name a service (or one hostname of a headless service)
+  under a gateway suffix with an explicit port,
+  ``[<host>.]<svc>.<ns>.svc.<domain>:<port>``: no open proxy. For HTTP a missing
   or malformed authority is a 400, a name outside the suffixes a 403, both with
   ``l5d-proxy-error``; an opaque stream with such a target is closed;
 - a request already forwarded by this gateway (its ``forwarded`` header names
@@ -91,12 +92,16 @@ class GatewaySettings:
         return bool(self.suffixes)
 
     def allows(self, host: str) -> bool:
-        """Whether ``host`` is ``<svc>.<ns>.<suffix>`` for one of the suffixes."""
+        """Whether ``host`` is ``[<hostname>.]<svc>.<ns>.<suffix>`` for one of the suffixes.
+
+        The ``<hostname>.`` form names one endpoint of a headless service (a StatefulSet
+        pod mirrored per host, CONF-29).
+        """
         name = host.rstrip(".").lower()
         for suffix in self.suffixes:
             if name.endswith("." + suffix):
                 labels = name.removesuffix("." + suffix).split(".")
-                if len(labels) == 2 and all(labels):
+                if len(labels) in (2, 3) and all(labels):
                     return True
         return False
 

@@ -25,6 +25,7 @@ from suites.multicluster._support import (
     gone,
     link_path,
     mirror,
+    patch_link,
     private_link,
     private_name,
     scale_controller,
@@ -102,6 +103,50 @@ def test_an_empty_selector_exports_nothing(
         stays(
             f"no mirror labelled-{name} from the empty-selector link",
             lambda: service(linked.kube[SOURCE], ns, f"labelled-{name}") is None,
+        )
+
+
+@pytest.mark.requires(clusters=2)
+@pytest.mark.conformance(
+    short_name="mc-absent-selector",
+    description="A Link that loses its selectors (the fields removed, so absent) stops "
+    "exporting: the mirror its selector made is deleted and a Service exported afterwards "
+    "is not mirrored (CONF-16)",
+    features=FEATURES,
+    profile="multicluster",
+    conf=["CONF-16"],
+)
+def test_an_absent_selector_exports_nothing(
+    linked: Linked, mc_namespace: str, evidence: Evidence
+) -> None:
+    ns, name = mc_namespace, private_name("absent")
+    src = linked.kube[SOURCE]
+    with private_link(linked, name, f"{LINK_LABEL}={name}"):
+        export_service(linked, TARGET, ns, "chosen", key=LINK_LABEL, value=name)
+        with evidence.step("the Link's selector mirrors the Service"):
+            mirror(linked, SOURCE, ns, f"chosen-{name}")
+        with evidence.step("remove every selector from the Link"):
+            patch_link(
+                src,
+                name,
+                {
+                    "spec": {
+                        "selector": None,
+                        "remoteDiscoverySelector": None,
+                        "federatedServiceSelector": None,
+                    }
+                },
+            )
+        link = get(src, link_path(name))
+        assert link is not None
+        evidence.record("link-spec", link["spec"])
+        left = [k for k in ("selector", "remoteDiscoverySelector") if k in link["spec"]]
+        assert not left, f"the patch should have removed {left} from the Link"
+        gone(linked, SOURCE, ns, f"chosen-{name}")
+        export_service(linked, TARGET, ns, "later", key=LINK_LABEL, value=name)
+        stays(
+            f"no mirror later-{name} from the selector-less link",
+            lambda: service(src, ns, f"later-{name}") is None,
         )
 
 

@@ -156,3 +156,52 @@ def test_gateway_changes_reach_the_subscriber() -> None:
     assert rekeyed.endpoints[sub] == [Add((gateway("172.30.27.12", identity=new_id),), SET)]
     gone = watcher.apply(Deleted(mirrored_slice("172.30.27.12")))
     assert gone.endpoints[sub] == [NoEndpoints(exists=True)]
+
+
+def test_a_headless_mirror_host_resolves_through_its_per_host_mirror_to_the_gateway() -> None:
+    """CONF-29: ``db-0.db-west`` names the per-host mirror's cluster IP; the proxy gets the
+    gateway (with its identity and the host's remote name), never that IP in plaintext."""
+    fq = "db-0.db.shop.svc.west.example"
+    ports = [ServicePort(80, "http", target_port=8080)]
+    parent = replace(
+        service("db-west", cluster_ip="None", ports=ports),
+        selector={},
+        labels=MIRROR_LABELS,
+    )
+    host = replace(
+        service(
+            "db-0-west",
+            cluster_ip="10.96.0.30",
+            ports=ports,
+            annotations={mc.REMOTE_SVC_FQ_NAME: fq, mc.HEADLESS_MIRROR_SVC_NAME: "db-west"},
+        ),
+        selector={},
+        labels=MIRROR_LABELS,
+    )
+    headless = EndpointSlice(
+        namespace=NS,
+        name="db-west-abcde",
+        service_name="db-west",
+        endpoints=(Endpoint(("10.96.0.30",), hostname="db-0"),),
+        ports=(EndpointPort(80, "http"),),
+        labels=MIRROR_LABELS,
+    )
+    gw = replace(
+        mirrored_slice("172.30.27.11", fq_name=fq), name="db-0-west-x", service_name="db-0-west"
+    )
+    gw = replace(gw, ports=(EndpointPort(4143, "http"),))
+    watcher = DestinationWatcher(CONFIG, ClusterSnapshot.of([parent, host], [headless, gw], []))
+    target = authority.parse("db-0.db-west.shop.svc.east.example:80", CONFIG.cluster_domain)
+    updates = watcher.watch_endpoints(target)[1]
+    (add,) = updates
+    assert isinstance(add, Add)
+    (ep,) = add.endpoints
+    assert ep.address == Address("172.30.27.11", 4143)
+    assert ep.identity == GW_ID
+    assert ep.authority_override == f"{fq}:80"
+    # An unrelated headless Service's endpoint at some cluster IP stays as it is.
+    plain = replace(parent, labels={})
+    watcher = DestinationWatcher(CONFIG, ClusterSnapshot.of([plain, host], [headless, gw], []))
+    (add,) = watcher.watch_endpoints(target)[1]
+    assert isinstance(add, Add)
+    assert [e.address for e in add.endpoints] == [Address("10.96.0.30", 80)]

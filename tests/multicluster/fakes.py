@@ -19,9 +19,10 @@ from mesh.k8s.events import Deleted, Listed, Upserted, WatchEvent
 from mesh.k8s.objects import EndpointSlice, ObjectKey, Service
 from mesh.multicluster.kubeconfig import RemoteCluster
 from mesh.multicluster.mirror.desired import MirrorEndpoints, MirrorService
+from mesh.multicluster.mirror.federated import Claim
 from mesh.multicluster.mirror.liveness import ProbeOutcome
 from mesh.multicluster.mirror.messages import Namespace
-from tests.multicluster.mirror_support import as_service
+from tests.multicluster.mirror_support import apply_claim_to, as_service
 
 
 class _Feed:
@@ -97,6 +98,17 @@ class FakeLocal:
         self._maybe_fail("apply_endpoints")
         self.writes += 1
         self.endpoints.put(eps.key, eps)
+
+    async def apply_federated(self, claim: Claim) -> None:
+        self._maybe_fail("apply_federated")
+        old = self.services.objects.get(claim.key)
+        new = apply_claim_to(old, claim, rv=str(next(self._rv)))
+        if new is None:
+            self.writes += 1
+            self.services.delete(claim.key)
+        elif new is not old:
+            self.writes += 1
+            self.services.put(claim.key, new)
 
     async def delete_service(self, ns: str, name: str) -> None:
         self._maybe_fail("delete_service")
@@ -201,10 +213,15 @@ class FakeProber:
     def __init__(self, status: int | None = 200) -> None:
         self.status = status
         self.probes = 0
+        self.by_host: dict[str, int | None] = {}
+        """Per-address answers overriding ``status``."""
+        self.hosts: set[str] = set()
 
     async def probe(self, host: str, port: int, path: str, timeout: float) -> ProbeOutcome:
         self.probes += 1
-        return ProbeOutcome(self.status, 4.0, "" if self.status else "ConnectError")
+        self.hosts.add(host)
+        status = self.by_host.get(host, self.status)
+        return ProbeOutcome(status, 4.0, "" if status else "ConnectError")
 
 
 class IdentityResolver:

@@ -6,12 +6,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from mesh.k8s.events import Deleted, Listed, Upserted
-from mesh.k8s.objects import Endpoint, EndpointSlice, Service, ServicePort
+from mesh.k8s.objects import Endpoint, EndpointSlice, ObjectKey, Service, ServicePort
 from mesh.multicluster.mirror.core import MirrorCore
 from mesh.multicluster.mirror.desired import MirrorEndpoints, MirrorService
+from mesh.multicluster.mirror.federated import Claim, merge, view_of
 from mesh.multicluster.mirror.link import Link, parse_link
 from mesh.multicluster.mirror.messages import (
     ApplyEndpoints,
+    ApplyFederated,
     ApplyService,
     Command,
     DeleteEndpoints,
@@ -99,17 +101,44 @@ def remote_slice(
     )
 
 
+def cluster_ip_of(name: str) -> str:
+    """A stable, distinct cluster IP per Service name, as the local API server would allocate."""
+    return f"10.96.{len(name)}.{sum(map(ord, name)) % 250 + 1}"
+
+
 def as_service(svc: MirrorService, *, rv: str = "1") -> Service:
     """The Service the local API server would hold after applying ``svc``."""
     return Service(
         namespace=svc.namespace,
         name=svc.name,
         ports=tuple(ServicePort(p.port, p.name, p.protocol, p.target_port) for p in svc.ports),
-        cluster_ip="10.96.7.7",
-        cluster_ips=("10.96.7.7",),
+        cluster_ip="None" if svc.headless else cluster_ip_of(svc.name),
+        cluster_ips=() if svc.headless else (cluster_ip_of(svc.name),),
         labels=dict(svc.labels),
         annotations=dict(svc.annotations),
         resource_version=rv,
+    )
+
+
+def apply_claim_to(observed: Service | None, claim: Claim, *, rv: str = "1") -> Service | None:
+    """What the local API server holds after ``claim`` is merged into ``observed``."""
+    view = view_of(observed) if observed is not None else None
+    nxt = merge(view, claim)
+    if nxt is view:
+        return observed
+    if nxt is None:
+        return None
+    key = claim.key
+    return Service(
+        namespace=key.namespace,
+        name=key.name,
+        ports=tuple(nxt.ports),
+        cluster_ip="10.96.9.9",
+        cluster_ips=("10.96.9.9",),
+        labels=dict(nxt.labels),
+        annotations=dict(nxt.annotations),
+        resource_version=rv,
+        created=observed.created if observed is not None else "2026-02-01T00:00:00Z",
     )
 
 
@@ -119,6 +148,8 @@ class Driver:
     def __init__(self, core: MirrorCore) -> None:
         self.core = core
         self.log: list[Command] = []
+        self.federated: dict[ObjectKey, Service] = {}
+        """Federated Services as the local API server holds them."""
 
     def feed(self, event: Event) -> list[Command]:
         out = self.core.handle(event)
@@ -139,6 +170,17 @@ class Driver:
                     more += self.feed(LocalEvent(Deleted(MirrorEndpoints(key.namespace, key.name))))
                 case DeleteEndpoints(key):
                     more += self.feed(LocalEvent(Deleted(MirrorEndpoints(key.namespace, key.name))))
+                case ApplyFederated(claim):
+                    old = self.federated.get(claim.key)
+                    new = apply_claim_to(old, claim, rv=str(len(self.log)))
+                    if new is None:
+                        self.federated.pop(claim.key, None)
+                        more += self.feed(
+                            LocalEvent(Deleted(Service(claim.key.namespace, claim.key.name)))
+                        )
+                    elif new is not old:
+                        self.federated[claim.key] = new
+                        more += self.feed(LocalEvent(Upserted(new)))
                 case _:
                     pass
         return self.settle(more) if more else []

@@ -157,6 +157,32 @@ async def test_a_dead_gateway_turns_endpoints_not_ready(world: World) -> None:
     assert gauge(world.metrics) == 1.0
 
 
+async def test_every_gateway_address_is_probed_and_a_dead_one_alone_is_not_ready(
+    world: World,
+) -> None:
+    """CONF-10 with two gateway addresses: the dead one moves to notReady, the other serves."""
+    world.prober.by_host["172.30.1.3"] = None
+    spec = link_obj(probeSpec={"period": "10ms", "failureThreshold": "2", "port": "4191"})
+    world.remote.export(remote_service())
+    world.remote.slices.put("s", remote_slice("web"))
+    world.local.links.put("east", spec)
+
+    def split() -> bool:
+        return any(
+            e.ready == ("172.30.1.20",) and e.not_ready == ("172.30.1.3",)
+            for e in world.local.endpoints.objects.values()
+        )
+
+    await eventually("172.30.1.3 notReady and 172.30.1.20 ready", split)
+    assert world.prober.hosts == {"172.30.1.3", "172.30.1.20"}
+    assert gauge(world.metrics) == 1.0, "the gateway is alive while one address answers"
+    del world.prober.by_host["172.30.1.3"]
+    await eventually(
+        "both addresses ready",
+        lambda: any(len(e.ready) == 2 for e in world.local.endpoints.objects.values()),
+    )
+
+
 async def test_garbage_credentials_are_reported_and_retried(world: World) -> None:
     world.local.secrets[SECRET] = "{{{ not a kubeconfig"
     world.remote.export(remote_service())

@@ -241,6 +241,36 @@ def test_failed_probes_move_addresses_to_not_ready_and_one_success_back() -> Non
     assert ("Normal", "GatewayAlive") in events(out)
 
 
+def test_each_gateway_address_has_its_own_liveness() -> None:
+    """CONF-10 per address: a dead address alone is not ready; the gateway stays alive."""
+    driver, out = synced_core(remote=[remote_service()], slices=[remote_slice("web")])
+    driver.settle(out)
+    down = ProbeResult(ProbeOutcome(None, 5.0, "ConnectError"), "172.30.1.3")
+    up = ProbeResult(ProbeOutcome(200, 2.0), "172.30.1.20")
+    for _ in range(2):
+        assert endpoints(driver.feed(down)) == []
+        assert endpoints(driver.feed(up)) == []
+    out = driver.feed(down)
+    (eps,) = endpoints(out)
+    assert eps.endpoints.ready == ("172.30.1.20",)
+    assert eps.endpoints.not_ready == ("172.30.1.3",)
+    assert GatewayState(True, None) in out, "alive while one address answers"
+    assert ("Warning", "GatewayAddressDown") in events(out)
+    assert driver.core.gateway_alive is True
+    driver.settle(out)
+    out = driver.feed(ProbeResult(ProbeOutcome(200, 2.0), "172.30.1.3"))
+    (eps,) = endpoints(out)
+    assert eps.endpoints.ready == ("172.30.1.3", "172.30.1.20")
+    assert ("Normal", "GatewayAddressAlive") in events(out)
+    driver.settle(out)
+    for _ in range(3):
+        out = driver.feed(ProbeResult(ProbeOutcome(None, 5.0, "x"), "172.30.1.3"))
+        out += driver.feed(ProbeResult(ProbeOutcome(None, 5.0, "x"), "172.30.1.20"))
+        driver.settle(out)
+    assert driver.core.gateway_alive is False
+    assert ("Warning", "GatewayDown") in events(driver.log)
+
+
 def test_an_invalid_link_freezes_mirrors_and_is_reported() -> None:
     driver, out = synced_core(remote=[remote_service()])
     driver.settle(out)

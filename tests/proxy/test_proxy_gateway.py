@@ -282,7 +282,7 @@ def mtls(mesh: Mesh) -> ssl.SSLContext:
     [
         (get("evil.example.com:80"), b"403", b"is not a service of this cluster"),
         (get("bb.demo.svc.source:8080"), b"403", b"is not a service of this cluster"),
-        (get("a.bb.demo.svc.target:8080"), b"403", b"is not a service of this cluster"),
+        (get("x.a.bb.demo.svc.target:8080"), b"403", b"is not a service of this cluster"),
         (get("bb.demo.svc.target"), b"400", b"is not <service name>:<port>"),
         (get(REMOTE, f'forwarded: by="{GATEWAY_ID}";for="x"'), b"502", b"gateway loop detected"),
     ],
@@ -331,3 +331,15 @@ async def test_a_proxy_that_is_no_gateway_closes_direct_connections(mesh: Mesh) 
         )
     assert plain == b""
     assert secured == b""
+
+
+def test_a_headless_services_host_is_routed_and_nothing_deeper() -> None:
+    """CONF-29: per-host mirrors route ``<pod>.<svc>.<ns>.svc.<domain>``; no open proxy."""
+    from mesh.proxy.gateway import GatewaySettings
+
+    settings = GatewaySettings.parse("svc.target.")
+    assert settings.allows("db-0.db.demo.svc.target")
+    assert settings.allows("bb.demo.svc.target.")
+    assert not settings.allows("x.db-0.db.demo.svc.target")
+    assert not settings.allows("demo.svc.target")
+    assert not settings.allows("db-0..demo.svc.target")

@@ -59,7 +59,12 @@ def test_admission_needs_a_client_identity() -> None:
         (head("10.0.0.1:80"), 403),
         (head("[::1]:80"), 400),
         (head("web.svc.east.example:80"), 403),
-        (head("pod.web.shop.svc.east.example:80"), 403),
+        # One endpoint of a headless service (a per-host mirror, CONF-29); nothing deeper.
+        (
+            head("pod-0.web.shop.svc.east.example:80"),
+            Address("pod-0.web.shop.svc.east.example", 80),
+        ),
+        (head("x.pod-0.web.shop.svc.east.example:80"), 403),
         (head("web.shop.svc.west.example:80"), 403),
         (head("example.com:443"), 403),
         (head("web.shop.svc.east.example.evil.com:80"), 403),

@@ -35,10 +35,12 @@ from mesh.multicluster.kubeconfig import KubeconfigError, RemoteCluster, parse_k
 from mesh.multicluster.mirror.admin import MirrorMetrics
 from mesh.multicluster.mirror.core import MirrorCore
 from mesh.multicluster.mirror.desired import MirrorEndpoints, MirrorService
+from mesh.multicluster.mirror.federated import Claim
 from mesh.multicluster.mirror.link import Link, LinkError, parse_link
 from mesh.multicluster.mirror.liveness import ProbeOutcome
 from mesh.multicluster.mirror.messages import (
     ApplyEndpoints,
+    ApplyFederated,
     ApplyService,
     Command,
     CommandFailed,
@@ -104,6 +106,7 @@ class LocalCluster(Protocol):
     async def credentials(self, secret: str) -> str: ...
     async def apply_service(self, svc: MirrorService) -> None: ...
     async def apply_endpoints(self, eps: MirrorEndpoints) -> None: ...
+    async def apply_federated(self, claim: Claim) -> None: ...
     async def delete_service(self, ns: str, name: str) -> None: ...
     async def delete_endpoints(self, ns: str, name: str) -> None: ...
     async def patch_link_status(self, link: str, status: dict[str, Any]) -> None: ...
@@ -358,10 +361,11 @@ class MirrorController:
             delay = min(delay * 2, s.retry_max)
 
     async def _probe_loop(self, link: Link, ips: tuple[str, ...]) -> None:
-        host = sorted(ips)[0]
+        """Probe every gateway address each period, concurrently; one result per address."""
         spec = link.probe
-        while True:
-            started = time.monotonic()
+        hosts = sorted(set(ips))
+
+        async def probe(host: str) -> None:
             outcome = await self._prober.probe(host, spec.port, spec.path, spec.timeout)
             if not outcome.ok:
                 _log.info(
@@ -371,7 +375,11 @@ class MirrorController:
                     spec.path,
                     outcome.describe(),
                 )
-            self._queue.put_nowait(ProbeResult(outcome))
+            self._queue.put_nowait(ProbeResult(outcome, host))
+
+        while True:
+            started = time.monotonic()
+            await asyncio.gather(*(probe(h) for h in hosts))
             await asyncio.sleep(max(0.0, spec.period - (time.monotonic() - started)))
 
     async def _status_writer(self) -> None:
@@ -404,6 +412,8 @@ class MirrorController:
                 self._spawn(self._write(svc.key, "service", self._local.apply_service(svc)))
             case ApplyEndpoints(eps):
                 self._spawn(self._write(eps.key, "endpoints", self._local.apply_endpoints(eps)))
+            case ApplyFederated(claim):
+                self._spawn(self._write(claim.key, "federated", self._local.apply_federated(claim)))
             case DeleteMirror(key, _):
                 self._spawn(self._write(key, "delete", self._delete_mirror(key)))
             case DeleteEndpoints(key):

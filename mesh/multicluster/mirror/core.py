@@ -16,35 +16,41 @@ Rules:
 - Bad input never stops the core: an invalid Link or an unreachable remote freezes the
   mirrors as they are and is reported as the Link's ``Ready`` condition and an Event;
   a remote Service that cannot be mirrored is reported on its own status entry.
+- Federated services (``federated``): for each member name the core claims its cluster's
+  member and the local one, and asks for a merge whenever the observed object does not
+  already reflect the claim.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from mesh.k8s.events import Deleted, Listed, Upserted, WatchEvent
-from mesh.k8s.objects import EndpointSlice, ObjectKey, Service
+from mesh.k8s.objects import Endpoint, EndpointSlice, ObjectKey, Service
 from mesh.multicluster import labels
-from mesh.multicluster.mirror import naming
+from mesh.multicluster.mirror import federated, headless, naming
 from mesh.multicluster.mirror.desired import (
     MirrorEndpoints,
     MirrorService,
     Mode,
     Unmirrorable,
     endpoints_current,
+    is_mirror,
     mirror_endpoints,
     mirror_mode,
     mirror_service,
     service_current,
 )
 from mesh.multicluster.mirror.link import Link
-from mesh.multicluster.mirror.liveness import Liveness, ProbeOutcome
+from mesh.multicluster.mirror.link_status import CONTROLLER_NAME, LinkStatus
+from mesh.multicluster.mirror.liveness import GatewaySet, ProbeOutcome
 from mesh.multicluster.mirror.messages import (
     ApplyEndpoints,
+    ApplyFederated,
     ApplyService,
     Command,
     CommandFailed,
@@ -67,20 +73,6 @@ __all__ = ["CONTROLLER_NAME", "MirrorCore"]
 
 _log = logging.getLogger(__name__)
 
-CONTROLLER_NAME = "linkerd.io/service-mirror"
-"""``controllerName`` of the Link status entries this controller writes (Linkerd's)."""
-MIRRORED = "Mirrored"
-READY = "Ready"
-
-
-@dataclass
-class _Condition:
-    status: bool
-    reason: str
-    message: str
-    since: str
-    local: ObjectKey | None = None
-
 
 def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -94,12 +86,15 @@ class _Remote:
     slices_listed: bool = False
     ready: dict[ObjectKey, set[str]] = field(default_factory=dict)
     """Remote Service -> names of its EndpointSlices with a ready endpoint."""
+    by_service: dict[ObjectKey, set[str]] = field(default_factory=dict)
+    """Remote Service -> names of all its EndpointSlices."""
 
 
 @dataclass
 class _Local:
     mirrors: dict[ObjectKey, Service] = field(default_factory=dict)
-    foreign: set[ObjectKey] = field(default_factory=set)
+    foreign: dict[ObjectKey, Service] = field(default_factory=dict)
+    """Every other local Service: possible federated members and federated Services."""
     services_listed: bool = False
     endpoints: dict[ObjectKey, MirrorEndpoints] = field(default_factory=dict)
     endpoints_listed: bool = False
@@ -119,16 +114,19 @@ class MirrorCore:
         self._remote_problem: tuple[str, str] | None = None
         self._remote = _Remote()
         self._local = _Local()
-        self._liveness: Liveness | None = None
+        self._liveness: GatewaySet | None = None
         self._requested_svc: dict[ObjectKey, MirrorService] = {}
         self._requested_ep: dict[ObjectKey, MirrorEndpoints] = {}
         self._requested_del: set[ObjectKey] = set()
         self._requested_ep_del: set[ObjectKey] = set()
+        self._requested_fed: dict[ObjectKey, tuple[federated.Claim, str]] = {}
+        self._parent: dict[ObjectKey, ObjectKey] = {}
+        """Per-host mirror -> its headless mirror (both local keys)."""
+        self._children: dict[ObjectKey, set[ObjectKey]] = {}
+        self._fed_conflicts: set[ObjectKey] = set()
         self._failed: dict[ObjectKey, str] = {}
-        self._conditions: dict[ObjectKey, _Condition] = {}
-        self._ready_condition = _Condition(False, "Pending", "the Link has not been read yet", "")
+        self._status = LinkStatus(clock)
         self._gc_done = False
-        self._status_dirty = True
         self._out: list[Command] = []
 
     # -- queries ----------------------------------------------------------------------------
@@ -188,19 +186,17 @@ class MirrorCore:
                     self._remote_problem = (reason, message)
                     self._warn(reason, f"target cluster {self.cluster}: {message}")
                     self._set_ready()
-            case ProbeResult(outcome):
-                full = self._on_probe(outcome)
+            case ProbeResult(outcome, address):
+                full = self._on_probe(outcome, address)
             case CommandFailed(key, message):
                 # What was asked stays asked: it is asked again on ``Retry``, not at once.
                 self._failed[key] = message
-                if (rk := naming.remote_key(key, self.cluster)) is not None:
-                    dirty.add(rk)
+                dirty.update(self._remote_keys_of(key))
             case Retry(keys):
                 for key in keys:
                     self._failed.pop(key, None)
                     self._forget(key)
-                    if (rk := naming.remote_key(key, self.cluster)) is not None:
-                        dirty.add(rk)
+                    dirty.update(self._remote_keys_of(key))
         self._set_ready()
         if self._acting():
             if full or not self._gc_done:
@@ -220,7 +216,9 @@ class MirrorCore:
         if not link.has_gateway:
             self._liveness = None
         elif self._liveness is None or self._liveness.failure_threshold != threshold:
-            self._liveness = Liveness(threshold)
+            self._liveness = GatewaySet(threshold, ips)
+        else:
+            self._liveness.retarget(ips)
         if was_problem and self.link is not None:
             self._event("Normal", "LinkValid", f"link {self.link_name} is valid again")
         self.link, self._gateway_ips = link, ips
@@ -237,7 +235,7 @@ class MirrorCore:
                 r.services_listed = True
             else:
                 r.slices = {s.key: s for s in ev.objects if isinstance(s, EndpointSlice)}
-                r.ready = {}
+                r.ready, r.by_service = {}, {}
                 for s in r.slices.values():
                     self._index_slice(s, add=True)
                 r.slices_listed = True
@@ -268,11 +266,25 @@ class MirrorCore:
         svc = s.service_key
         if svc is None:
             return
+        every = self._remote.by_service.setdefault(svc, set())
+        if add:
+            every.add(s.name)
+        else:
+            every.discard(s.name)
         names = self._remote.ready.setdefault(svc, set())
         if add and any(ep.ready for ep in s.endpoints):
             names.add(s.name)
         else:
             names.discard(s.name)
+
+    def _endpoints_of(self, key: ObjectKey) -> list[Endpoint]:
+        r = self._remote
+        out: list[Endpoint] = []
+        for name in sorted(r.by_service.get(key, ())):
+            s = r.slices.get(ObjectKey(key.namespace, name))
+            if s is not None:
+                out.extend(s.endpoints)
+        return out
 
     def _on_local(
         self,
@@ -282,10 +294,14 @@ class MirrorCore:
         lo = self._local
         if isinstance(ev, Listed):
             if ev.kind is Service:
-                lo.mirrors, lo.foreign = {}, set()
+                lo.mirrors, lo.foreign = {}, {}
                 for s in ev.objects:
                     if isinstance(s, Service):
                         self._observe_service(s)
+                        if self._ours(s.labels) and (
+                            parent := headless.parent_of(s.annotations, s.namespace)
+                        ):
+                            self._adopt(s.key, parent)
                 lo.services_listed = True
             elif ev.kind is MirrorEndpoints:
                 lo.endpoints = {
@@ -309,9 +325,12 @@ class MirrorCore:
         key = ObjectKey(obj.namespace, obj.name)
         if isinstance(obj, MirrorEndpoints) and not self._ours(obj.labels):
             return False  # another link's mirror: never this controller's to touch
+        parent = headless.parent_of(obj.annotations, key.namespace)
+        if parent is not None and not isinstance(ev, Deleted) and self._ours(obj.labels):
+            self._adopt(key, parent)
         if isinstance(obj, Service):
             lo.mirrors.pop(key, None)
-            lo.foreign.discard(key)
+            lo.foreign.pop(key, None)
             if isinstance(ev, Deleted):
                 self._requested_svc.pop(key, None)
                 if key not in lo.endpoints:  # a delete is done when both are gone
@@ -326,9 +345,27 @@ class MirrorCore:
                 self._requested_del.discard(key)
         else:
             lo.endpoints[key] = obj
-        if (rk := naming.remote_key(key, self.cluster)) is not None:
-            dirty.add(rk)
+        gone = isinstance(ev, Deleted) and key not in lo.mirrors and key not in lo.endpoints
+        if gone and (parent := self._parent.pop(key, None)) is not None:
+            self._children.get(parent, set()).discard(key)
+            dirty.update(self._remote_keys_of(parent))
+        dirty.update(self._remote_keys_of(key))
+        if isinstance(obj, Service):
+            dirty.add(key)  # a local federated member
+            if (member := federated.member_key(key)) is not None:
+                dirty.add(member)  # a federated Service
         return False
+
+    def _remote_keys_of(self, key: ObjectKey) -> list[ObjectKey]:
+        """The remote (or member) Services a local key may stand for."""
+        if (parent := self._parent.get(key)) is not None:
+            key = parent  # a per-host mirror stands for its headless parent's remote
+        found = (naming.remote_key(key, self.cluster), federated.member_key(key))
+        return [k for k in found if k is not None]
+
+    def _adopt(self, child: ObjectKey, parent: ObjectKey) -> None:
+        self._parent[child] = parent
+        self._children.setdefault(parent, set()).add(child)
 
     def _ours(self, object_labels: Mapping[str, str]) -> bool:
         """Whether a local object with these labels is a mirror of this link's cluster."""
@@ -341,29 +378,42 @@ class MirrorCore:
         if self._ours(s.labels):
             self._local.mirrors[s.key] = s
         else:
-            self._local.foreign.add(s.key)
+            self._local.foreign[s.key] = s
 
-    def _on_probe(self, outcome: ProbeOutcome) -> bool:
+    def _on_probe(self, outcome: ProbeOutcome, address: str) -> bool:
         lv = self._liveness
         if lv is None:
             return False
         was_alive = lv.alive
-        lv.observe(outcome)
+        changed = lv.observe(outcome, address)
         self._out.append(GatewayState(lv.alive, outcome.latency_ms if outcome.ok else None))
+        where = f" at {address}" if address else ""
         if lv.alive and not was_alive:
             self._event("Normal", "GatewayAlive", f"gateway of {self.cluster} answers probes again")
         elif not lv.alive and was_alive:
             self._warn(
                 "GatewayDown",
                 f"gateway of {self.cluster} failed {lv.failures} probes in a row "
-                f"({outcome.describe()}); mirror endpoints are not ready",
+                f"({outcome.describe()}{where}); mirror endpoints are not ready",
             )
-        return was_alive != lv.alive
+        elif changed and address:
+            up = address not in lv.dead
+            self._event(
+                "Normal" if up else "Warning",
+                "GatewayAddressAlive" if up else "GatewayAddressDown",
+                f"gateway address {address} of {self.cluster} "
+                + ("answers probes again" if up else f"failed its probes ({outcome.describe()})"),
+            )
+        return changed
 
     # -- reconciling ------------------------------------------------------------------------
 
     def _reconcile_all(self) -> None:
-        keys = set(self._remote.services) | set(self._conditions)
+        keys = set(self._remote.services) | self._status.keys()
+        for fkey, svc in self._local.foreign.items():
+            keys.add(fkey)  # a local federated member
+            if federated.is_federated(svc) and (member := federated.member_key(fkey)):
+                keys.add(member)
         stray: list[ObjectKey] = []
         for mkey in [*self._local.mirrors, *self._local.endpoints]:
             rk = naming.remote_key(mkey, self.cluster)
@@ -371,6 +421,8 @@ class MirrorCore:
                 stray.append(mkey)
             else:
                 keys.add(rk)
+        for parent in set(self._parent.values()):
+            keys.update(self._remote_keys_of(parent))
         first = not self._gc_done
         before = len(self._out)
         for mkey in stray:
@@ -388,6 +440,49 @@ class MirrorCore:
                 )
 
     def _reconcile(self, key: ObjectKey) -> None:
+        self._reconcile_mirror(key)
+        self._reconcile_federated(key)
+
+    def _federated_member(self, svc: Service | None) -> Service | None:
+        link = self.link
+        assert link is not None
+        if svc is None or federated.is_federated(svc) or is_mirror(svc):
+            return None
+        return svc if link.federated_selector.matches(svc.labels) else None
+
+    def _reconcile_federated(self, key: ObjectKey) -> None:
+        """Ask for a merge of this cluster's claim on ``<key>-federated`` if it is not reflected."""
+        link = self.link
+        assert link is not None
+        try:
+            fkey = federated.federated_key(key)
+            naming.mirror_name(key.name, "federated")  # a valid Service name
+        except naming.InvalidName:
+            return
+        remote = self._federated_member(self._remote.services.get(key))
+        local = self._federated_member(self._local.foreign.get(key))
+        observed = self._local.foreign.get(fkey)
+        if observed is not None and not federated.is_federated(observed):
+            if (remote or local) and fkey not in self._fed_conflicts:
+                self._fed_conflicts.add(fkey)
+                self._warn("NameConflict", f"local Service {fkey} exists and is not federated")
+            return
+        self._fed_conflicts.discard(fkey)
+        if remote is None and local is None and observed is None:
+            self._requested_fed.pop(fkey, None)
+            return
+        if key.namespace not in self._local.namespaces:
+            return
+        claim = federated.claim_for(key, link, remote, local)
+        view = federated.view_of(observed) if observed is not None else None
+        if federated.merge(view, claim) is view:
+            return
+        memo = (claim, observed.resource_version if observed is not None else "")
+        if self._requested_fed.get(fkey) != memo:
+            self._requested_fed[fkey] = memo
+            self._out.append(ApplyFederated(claim))
+
+    def _reconcile_mirror(self, key: ObjectKey) -> None:
         link = self.link
         assert link is not None
         remote = self._remote.services.get(key)
@@ -399,6 +494,8 @@ class MirrorCore:
             if remote is not None and mode is not None:
                 self._condition(key, None, False, "InvalidMirrorName", str(e))
                 return
+        if mkey is not None and mkey in self._parent:
+            return  # a per-host mirror: its headless parent reconciles it
         if remote is None or mode is None or mkey is None:
             self._drop_condition(key)
             if mkey is not None:
@@ -425,16 +522,25 @@ class MirrorCore:
             self._condition(key, mkey, False, e.reason, e.message)
             self._delete(mkey, f"{key} cannot be mirrored")
             return
-        observed = self._local.mirrors.get(mkey)
-        if (observed is None or not service_current(observed, desired)) and self._requested_svc.get(
-            mkey
-        ) != desired:
-            self._requested_svc[mkey] = desired
-            self._out.append(ApplyService(desired, create=observed is None))
-            if observed is None:
-                _log.info("mirroring %s as %s", key, mkey)
+        hosts = None
         if mode is Mode.GATEWAY:
+            hosts = headless.headless_hosts(remote, self._endpoints_of(key))
+        if hosts is not None:
+            desired = replace(desired, headless=True)
+        observed = self._local.mirrors.get(mkey)
+        if observed is not None and observed.headless != desired.headless:
+            # A Service's clusterIP cannot change in place: delete, then create anew.
+            self._delete(mkey, f"{key} switches between headless and ClusterIP")
+            self._condition(key, mkey, False, "Pending", "the mirror is being recreated")
+            return
+        self._apply_service(desired, observed)
+        if observed is None:
+            _log.info("mirroring %s as %s", key, mkey)
+        if hosts is not None:
+            self._reconcile_hosts(mkey, remote, desired, link, hosts)
+        elif mode is Mode.GATEWAY:
             self._reconcile_endpoints(mkey, desired, link, remote.key)
+            self._delete_children(mkey, set(), "the remote is no longer mirrored headless")
         elif mkey in self._local.endpoints and mkey not in self._requested_ep_del:
             self._requested_ep_del.add(mkey)
             self._out.append(DeleteEndpoints(mkey))
@@ -443,19 +549,72 @@ class MirrorCore:
         elif observed is None:
             self._condition(key, mkey, False, "Pending", "the mirror is being created")
         else:
-            self._condition(key, mkey, True, MIRRORED, "")
+            self._condition(key, mkey, True, "Mirrored", "")
+
+    def _apply_service(self, desired: MirrorService, observed: Service | None) -> None:
+        if (observed is None or not service_current(observed, desired)) and self._requested_svc.get(
+            desired.key
+        ) != desired:
+            self._requested_svc[desired.key] = desired
+            self._out.append(ApplyService(desired, create=observed is None))
+
+    def _reconcile_hosts(
+        self,
+        mkey: ObjectKey,
+        remote: Service,
+        parent: MirrorService,
+        link: Link,
+        hosts: dict[str, bool],
+    ) -> None:
+        """Per-host mirrors of a headless mirror, and its Endpoints naming them (CONF-29)."""
+        wanted: set[ObjectKey] = set()
+        named: list[tuple[str, str, bool]] = []
+        for host, ready in sorted(hosts.items()):
+            try:
+                child = headless.host_mirror(parent, remote, host, link)
+            except Unmirrorable as e:
+                _log.warning("host %s of %s cannot be mirrored: %s", host, remote.key, e)
+                continue
+            if child.key in self._local.foreign or (
+                child.key in self._local.mirrors and self._parent.get(child.key) != mkey
+            ):
+                _log.warning("per-host mirror %s of %s clashes with a Service", child.key, mkey)
+                continue
+            wanted.add(child.key)
+            self._adopt(child.key, mkey)
+            observed = self._local.mirrors.get(child.key)
+            self._apply_service(child, observed)
+            self._apply_endpoints(self._gateway_endpoints(child, link, remote_ready=ready))
+            if observed is not None and observed.addresses():
+                named.append((host, observed.addresses()[0], ready))
+        self._delete_children(mkey, wanted, "its host left the headless remote Service")
+        self._apply_endpoints(headless.headless_endpoints(parent, named))
+
+    def _delete_children(self, mkey: ObjectKey, keep: set[ObjectKey], why: str) -> None:
+        for child in sorted(self._children.get(mkey, set()) - keep):
+            self._delete(child, why)
+
+    def _gateway_endpoints(
+        self, svc: MirrorService, link: Link, *, remote_ready: bool
+    ) -> MirrorEndpoints:
+        lv = self._liveness
+        return mirror_endpoints(
+            svc,
+            link,
+            self._gateway_ips,
+            remote_ready=remote_ready,
+            gateway_alive=lv is None or lv.alive,
+            dead=lv.dead if lv is not None else frozenset(),
+        )
 
     def _reconcile_endpoints(
         self, mkey: ObjectKey, svc: MirrorService, link: Link, remote: ObjectKey
     ) -> None:
-        lv = self._liveness
-        desired = mirror_endpoints(
-            svc,
-            link,
-            self._gateway_ips,
-            remote_ready=bool(self._remote.ready.get(remote)),
-            gateway_alive=lv is None or lv.alive,
-        )
+        ready = bool(self._remote.ready.get(remote))
+        self._apply_endpoints(self._gateway_endpoints(svc, link, remote_ready=ready))
+
+    def _apply_endpoints(self, desired: MirrorEndpoints) -> None:
+        mkey = desired.key
         observed = self._local.endpoints.get(mkey)
         if observed is not None and endpoints_current(observed, desired):
             return
@@ -464,6 +623,8 @@ class MirrorCore:
             self._out.append(ApplyEndpoints(desired))
 
     def _delete(self, mkey: ObjectKey, why: str) -> None:
+        if mkey not in self._parent:
+            self._delete_children(mkey, set(), why)
         present = mkey in self._local.mirrors or mkey in self._local.endpoints
         if present and mkey not in self._requested_del:
             self._requested_del.add(mkey)
@@ -473,6 +634,7 @@ class MirrorCore:
             self._out.append(DeleteMirror(mkey, why))
 
     def _forget(self, mkey: ObjectKey) -> None:
+        self._requested_fed.pop(mkey, None)
         self._requested_svc.pop(mkey, None)
         self._requested_ep.pop(mkey, None)
         self._requested_del.discard(mkey)
@@ -490,23 +652,11 @@ class MirrorCore:
     def _condition(
         self, key: ObjectKey, local: ObjectKey | None, status: bool, reason: str, message: str
     ) -> None:
-        old = self._conditions.get(key)
-        if old is not None and (old.status, old.reason, old.message, old.local) == (
-            status,
-            reason,
-            message,
-            local,
-        ):
-            return
-        since = old.since if old is not None and old.status == status else self._clock()
-        self._conditions[key] = _Condition(status, reason, message, since, local)
-        self._status_dirty = True
-        if not status and reason != "Pending" and (old is None or old.reason != reason):
+        if self._status.set(key, local, status, reason, message):
             self._warn(reason, f"cannot mirror {key} from {self.cluster}: {message}")
 
     def _drop_condition(self, key: ObjectKey) -> None:
-        if self._conditions.pop(key, None) is not None:
-            self._status_dirty = True
+        self._status.drop(key)
 
     def _set_ready(self) -> None:
         if self._link_problem is not None:
@@ -517,64 +667,17 @@ class MirrorCore:
             status, reason, message = False, "Pending", "listing the target and local clusters"
         else:
             status, reason, message = True, "Mirroring", f"mirroring services of {self.cluster}"
-        old = self._ready_condition
-        if (old.status, old.reason, old.message) != (status, reason, message):
-            since = old.since if old.status == status and old.since else self._clock()
-            self._ready_condition = _Condition(status, reason, message, since)
-            self._status_dirty = True
+        self._status.set_ready(status, reason, message)
 
     def mark_status_dirty(self) -> None:
         """The last status taken was not written: offer it again."""
-        self._status_dirty = True
+        self._status.dirty = True
 
     def take_status(self) -> dict[str, Any] | None:
         """The Link's ``status`` if it changed since the last call, else ``None``."""
         self._set_ready()
-        if not self._status_dirty:
-            return None
-        self._status_dirty = False
-        return self.status()
+        return self._status.take()
 
     def status(self) -> dict[str, Any]:
         """The Link's status: one entry per selected remote Service (CONF-15), and ``Ready``."""
-        entries: list[dict[str, Any]] = []
-        for key, cond in sorted(self._conditions.items()):
-            condition: dict[str, Any] = {
-                "type": MIRRORED,
-                "status": "True" if cond.status else "False",
-                "reason": cond.reason,
-                "message": cond.message,
-                "lastTransitionTime": cond.since,
-            }
-            if cond.local is not None:
-                condition["localRef"] = {
-                    "group": "",
-                    "kind": "Service",
-                    "name": cond.local.name,
-                    "namespace": cond.local.namespace,
-                }
-            entries.append(
-                {
-                    "controllerName": CONTROLLER_NAME,
-                    "remoteRef": {
-                        "group": "",
-                        "kind": "Service",
-                        "name": key.name,
-                        "namespace": key.namespace,
-                    },
-                    "conditions": [condition],
-                }
-            )
-        ready = self._ready_condition
-        return {
-            "mirrorServices": entries,
-            "conditions": [
-                {
-                    "type": READY,
-                    "status": "True" if ready.status else "False",
-                    "reason": ready.reason,
-                    "message": ready.message,
-                    "lastTransitionTime": ready.since or self._clock(),
-                }
-            ],
-        }
+        return self._status.render()

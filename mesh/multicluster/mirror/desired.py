@@ -8,6 +8,7 @@ copied; the Link's exclusions drop the rest. Gateway-mode Endpoints carry every 
 address, sorted, with each service port's name on the gateway port; no subsets while the
 remote Service has no ready endpoint, and notReadyAddresses while the gateway is down.
 Remote-discovery mirrors (pod-to-pod) have no Endpoints here.
+A headless mirror (``headless``) is a ``MirrorService`` with ``headless`` set.
 """
 
 from __future__ import annotations
@@ -72,13 +73,14 @@ class MirrorService:
     labels: Mapping[str, str] = field(default_factory=dict)
     annotations: Mapping[str, str] = field(default_factory=dict)
     ports: tuple[MirrorPort, ...] = ()
+    headless: bool = False
 
     @property
     def key(self) -> ObjectKey:
         return ObjectKey(self.namespace, self.name)
 
     def manifest(self) -> dict[str, Any]:
-        """The object to apply: no clusterIP, so the local API server allocates one."""
+        """The object to apply: no clusterIP (the API server allocates one) unless headless."""
         ports: list[dict[str, Any]] = []
         for p in self.ports:
             port: dict[str, Any] = {"name": p.name, "protocol": p.protocol, "port": p.port}
@@ -96,7 +98,8 @@ class MirrorService:
                 "labels": dict(self.labels),
                 "annotations": dict(self.annotations),
             },
-            "spec": {"type": "ClusterIP", "ports": ports},
+            "spec": {"type": "ClusterIP", "ports": ports}
+            | ({"clusterIP": "None"} if self.headless else {}),
         }
 
 
@@ -118,6 +121,8 @@ class MirrorEndpoints:
     ready: tuple[str, ...] = ()
     not_ready: tuple[str, ...] = ()
     ports: tuple[EndpointsPort, ...] = ()
+    hostnames: Mapping[str, str] = field(default_factory=dict)
+    """Address -> hostname (headless mirrors only)."""
 
     @property
     def key(self) -> ObjectKey:
@@ -139,9 +144,9 @@ class MirrorEndpoints:
                 ]
             }
             if self.ready:
-                subset["addresses"] = [{"ip": ip} for ip in self.ready]
+                subset["addresses"] = [self._address(ip) for ip in self.ready]
             if self.not_ready:
-                subset["notReadyAddresses"] = [{"ip": ip} for ip in self.not_ready]
+                subset["notReadyAddresses"] = [self._address(ip) for ip in self.not_ready]
             subsets.append(subset)
         return {
             "apiVersion": "v1",
@@ -154,6 +159,10 @@ class MirrorEndpoints:
             },
             "subsets": subsets,
         }
+
+    def _address(self, ip: str) -> dict[str, str]:
+        host = self.hostnames.get(ip)
+        return {"ip": ip, "hostname": host} if host else {"ip": ip}
 
 
 def is_mirror(service: Service) -> bool:
@@ -229,10 +238,12 @@ def mirror_endpoints(
     *,
     remote_ready: bool,
     gateway_alive: bool,
+    dead: frozenset[str] = frozenset(),
 ) -> MirrorEndpoints:
     """The gateway-mode Endpoints of ``mirror`` (CONF-8, 9, 10).
 
-    ``gateway_addresses`` are the Link's, resolved to IPs by the caller.
+    ``gateway_addresses`` are the Link's, resolved to IPs by the caller; those in ``dead``
+    (failed their probes) are not ready, and all are when ``gateway_alive`` is false.
     """
     ep_labels = dict(mirror.labels)
     annotations = {
@@ -248,8 +259,8 @@ def mirror_endpoints(
         mirror.name,
         ep_labels,
         annotations,
-        ready=addresses if gateway_alive else (),
-        not_ready=() if gateway_alive else addresses,
+        ready=tuple(a for a in addresses if a not in dead) if gateway_alive else (),
+        not_ready=tuple(a for a in addresses if a in dead) if gateway_alive else addresses,
         ports=ports,
     )
 
@@ -271,6 +282,7 @@ def service_current(observed: Service, desired: MirrorService) -> bool:
         _subset(desired.annotations, observed.annotations)
         and _subset(desired.labels, observed.labels)
         and _norm_ports(observed.ports) == _norm_ports(desired.ports)
+        and observed.headless == desired.headless
     )
 
 
@@ -281,4 +293,5 @@ def endpoints_current(observed: MirrorEndpoints, desired: MirrorEndpoints) -> bo
         and (desired.empty or set(observed.ports) == set(desired.ports))
         and _subset(desired.annotations, observed.annotations)
         and _subset(desired.labels, observed.labels)
+        and dict(observed.hostnames) == dict(desired.hostnames)
     )

@@ -14,7 +14,7 @@ import base64
 import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import httpx2
 from lightkube import AsyncClient
@@ -32,6 +32,7 @@ from mesh.k8s.objects import EndpointSlice, Service
 from mesh.k8s.watching import WatchSettings, list_and_watch, merge
 from mesh.multicluster import labels
 from mesh.multicluster.kubeconfig import RemoteCluster
+from mesh.multicluster.mirror import federated as fed
 from mesh.multicluster.mirror.desired import EndpointsPort, MirrorEndpoints, MirrorService
 from mesh.multicluster.mirror.messages import Namespace
 
@@ -55,9 +56,13 @@ def endpoints(obj: core_v1.Endpoints) -> MirrorEndpoints:
     ready: list[str] = []
     not_ready: list[str] = []
     ports: list[EndpointsPort] = []
+    hostnames: dict[str, str] = {}
     for subset in obj.subsets or ():
         ready.extend(a.ip for a in subset.addresses or ())
         not_ready.extend(a.ip for a in subset.notReadyAddresses or ())
+        for a in [*(subset.addresses or ()), *(subset.notReadyAddresses or ())]:
+            if a.hostname:
+                hostnames[a.ip] = a.hostname
         ports.extend(
             EndpointsPort(p.name or "", p.port, p.protocol or "TCP") for p in subset.ports or ()
         )
@@ -69,6 +74,7 @@ def endpoints(obj: core_v1.Endpoints) -> MirrorEndpoints:
         ready=tuple(ready),
         not_ready=tuple(not_ready),
         ports=tuple(dict.fromkeys(ports)),
+        hostnames=hostnames,
     )
 
 
@@ -112,6 +118,70 @@ def remote_events(
 
 def _gone(e: httpx2.HTTPError) -> bool:
     return isinstance(e, ApiError) and e.status.code == 404
+
+
+def _conflict(e: httpx2.HTTPError) -> bool:
+    return isinstance(e, ApiError) and e.status.code == 409
+
+
+FEDERATED_ATTEMPTS = 8
+"""Read-modify-write rounds of one federated merge before it is reported as failed."""
+
+
+class FederatedStore(Protocol):
+    """The reads and writes ``apply_claim`` needs; every write is conditional where it can be."""
+
+    async def get(self, ns: str, name: str) -> core_v1.Service | None: ...
+    async def create(self, obj: core_v1.Service) -> None: ...
+    async def replace(self, obj: core_v1.Service) -> None: ...
+    async def delete(self, ns: str, name: str) -> None: ...
+
+
+async def apply_claim(store: FederatedStore, claim: fed.Claim) -> str:
+    """Merge ``claim`` into ``<svc>-federated``; what was done (``unchanged`` included).
+
+    Each round reads the object and writes the merge conditionally: creates fail with 409
+    when another controller created it first, replaces carry the resourceVersion read and
+    fail with 409 when another controller wrote since. Either way the round starts again.
+    A delete happens only when the merge of a fresh read leaves no member; a controller
+    that adds a member at that moment sees the deletion and creates the object again.
+    """
+    key = claim.key
+    for _ in range(FEDERATED_ATTEMPTS):
+        obj = await store.get(key.namespace, key.name)
+        view = fed.view_of(convert.service(obj)) if obj is not None else None
+        nxt = fed.merge(view, claim)
+        if nxt is view:
+            return "unchanged"
+        try:
+            if nxt is None:
+                await store.delete(key.namespace, key.name)
+                return "deleted"
+            if obj is None:
+                manifest = nxt.manifest(key.namespace, key.name)
+                await store.create(cast(core_v1.Service, core_v1.Service.from_dict(manifest)))
+                return "created"
+            await store.replace(_rewritten(obj, nxt))
+            return "updated"
+        except ApiError as e:
+            if not _conflict(e):
+                raise
+    raise httpx2.HTTPError(
+        f"{key}: still conflicting after {FEDERATED_ATTEMPTS} read-modify-write rounds"
+    )
+
+
+def _rewritten(obj: core_v1.Service, nxt: fed.Federated) -> core_v1.Service:
+    """``obj`` (as read, resourceVersion and clusterIP kept) with ``nxt``'s metadata and ports."""
+    manifest = nxt.manifest("", "")
+    meta = obj.metadata or ObjectMeta()
+    meta.labels = dict(manifest["metadata"]["labels"])
+    meta.annotations = dict(manifest["metadata"]["annotations"])
+    obj.metadata = meta
+    fresh = cast(core_v1.Service, core_v1.Service.from_dict(manifest))
+    if obj.spec is not None and fresh.spec is not None:
+        obj.spec.ports = fresh.spec.ports
+    return obj
 
 
 class _RemoteSession:
@@ -207,6 +277,9 @@ class KubeLocal:
         obj = cast(core_v1.Endpoints, core_v1.Endpoints.from_dict(eps.manifest()))
         await self.client.apply(obj, field_manager=FIELD_MANAGER, force=True)
 
+    async def apply_federated(self, claim: fed.Claim) -> None:
+        await apply_claim(_KubeFederated(self.client), claim)
+
     async def delete_service(self, ns: str, name: str) -> None:
         try:
             await self.client.delete(core_v1.Service, name, namespace=ns)
@@ -250,3 +323,31 @@ class KubeLocal:
             count=1,
         )
         await self.client.create(event)
+
+
+class _KubeFederated:
+    """``FederatedStore`` on the local API server: replace is a PUT with the resourceVersion."""
+
+    def __init__(self, client: AsyncClient) -> None:
+        self._client = client
+
+    async def get(self, ns: str, name: str) -> core_v1.Service | None:
+        try:
+            return await self._client.get(core_v1.Service, name, namespace=ns)
+        except ApiError as e:
+            if _gone(e):
+                return None
+            raise
+
+    async def create(self, obj: core_v1.Service) -> None:
+        await self._client.create(obj, field_manager=FIELD_MANAGER)
+
+    async def replace(self, obj: core_v1.Service) -> None:
+        await self._client.replace(obj, field_manager=FIELD_MANAGER)
+
+    async def delete(self, ns: str, name: str) -> None:
+        try:
+            await self._client.delete(core_v1.Service, name, namespace=ns)
+        except ApiError as e:
+            if not _gone(e):
+                raise

@@ -12,11 +12,13 @@ from typing import Literal
 from mesh.k8s.events import WatchEvent
 from mesh.k8s.objects import EndpointSlice, ObjectKey, Service
 from mesh.multicluster.mirror.desired import MirrorEndpoints, MirrorService
+from mesh.multicluster.mirror.federated import Claim
 from mesh.multicluster.mirror.link import Link
 from mesh.multicluster.mirror.liveness import ProbeOutcome
 
 __all__ = [
     "ApplyEndpoints",
+    "ApplyFederated",
     "ApplyService",
     "Command",
     "CommandFailed",
@@ -87,7 +89,10 @@ class RemoteFailed:
 
 @dataclass(frozen=True)
 class ProbeResult:
+    """One probe of the gateway at ``address`` (``""``: the outcome counts for every address)."""
+
     outcome: ProbeOutcome
+    address: str = ""
 
 
 @dataclass(frozen=True)
@@ -131,6 +136,14 @@ class ApplyEndpoints:
 
 
 @dataclass(frozen=True)
+class ApplyFederated:
+    """Merge ``claim`` into ``<svc>-federated``: read it, ``federated.merge``, write if changed
+    (conditional on the resourceVersion read; a conflict reads again)."""
+
+    claim: Claim
+
+
+@dataclass(frozen=True)
 class DeleteMirror:
     """Delete the mirror Service ``key`` and its Endpoints."""
 
@@ -161,5 +174,11 @@ class GatewayState:
 
 
 Command = (
-    ApplyService | ApplyEndpoints | DeleteMirror | DeleteEndpoints | RecordEvent | GatewayState
+    ApplyService
+    | ApplyEndpoints
+    | ApplyFederated
+    | DeleteMirror
+    | DeleteEndpoints
+    | RecordEvent
+    | GatewayState
 )

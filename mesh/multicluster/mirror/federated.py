@@ -1,0 +1,266 @@
+"""Federated services: ``<svc>-federated`` stands for every member of ``svc`` (CONF-28), sans-IO.
+
+Rules:
+- A member is a Service matching the Link's ``federatedServiceSelector`` (and not itself a
+  mirror), in the Link's target cluster (``svc@cluster`` in the ``remote-discovery``
+  annotation, sorted) or in the local cluster (``local-discovery: svc``). The federated
+  Service lives in the member's namespace, is a selectorless ClusterIP Service labelled
+  ``mirror.linkerd.io/mirrored-service=true`` (so it is never exported again) and never has
+  Endpoints: destination resolves it from the annotations.
+- Several controllers (one per Link) write the same object. Each one only ever adds or
+  removes its own cluster's ``svc@cluster`` entry; the local member is the same Service for
+  every controller, so each of them asserts ``local-discovery`` and they agree. Writes are
+  read-modify-write of the whole object with its resourceVersion (a conflict re-reads), so
+  no controller clobbers another's entry.
+- Labels, annotations and ports come from the oldest member (``creationTimestamp``, ties by
+  member id); the chosen member is recorded in ``FROM_ANNOTATION`` so every controller can
+  tell whether its own member is older. The controller whose member leaves clears the
+  record, and the others claim it again. The object is deleted with its last member.
+- ``merge`` is the only place that decides the next object; the core uses it to decide
+  whether a write is needed, the I/O layer to compute the write from what it just read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from mesh.k8s.objects import ObjectKey, Service, ServicePort
+from mesh.multicluster import labels
+from mesh.multicluster.mirror.link import Link, excluded
+
+__all__ = [
+    "FROM_ANNOTATION",
+    "SUFFIX",
+    "Claim",
+    "Federated",
+    "Member",
+    "claim_for",
+    "federated_key",
+    "is_federated",
+    "member_key",
+    "merge",
+    "view_of",
+]
+
+SUFFIX = "-federated"
+FROM_ANNOTATION = "multicluster.isthmus.dev/federated-metadata-from"
+"""``<creationTimestamp> <member id>`` of the member whose metadata the object carries."""
+
+_NEVER_COPIED = frozenset(
+    {
+        *labels.TOPOLOGY_ANNOTATIONS,
+        "kubectl.kubernetes.io/last-applied-configuration",
+        labels.REMOTE_DISCOVERY,
+        labels.LOCAL_DISCOVERY,
+        FROM_ANNOTATION,
+    }
+)
+
+
+@dataclass(frozen=True)
+class Member:
+    """One member's contribution: its id (``svc@cluster`` or ``svc`` when local) and metadata."""
+
+    id: str
+    created: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    ports: tuple[ServicePort, ...] = ()
+
+    @property
+    def rank(self) -> tuple[str, str]:
+        return (self.created, self.id)
+
+    @property
+    def record(self) -> str:
+        return f"{self.created} {self.id}"
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What one controller asserts about ``<svc>-federated`` in ``namespace``."""
+
+    namespace: str
+    service: str
+    cluster: str
+    remote: Member | None = None
+    local: Member | None = None
+
+    @property
+    def key(self) -> ObjectKey:
+        return federated_key(ObjectKey(self.namespace, self.service))
+
+    @property
+    def remote_id(self) -> str:
+        return f"{self.service}@{self.cluster}"
+
+
+@dataclass(frozen=True)
+class Federated:
+    """The parts of a federated Service the controllers write."""
+
+    labels: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    ports: tuple[ServicePort, ...] = ()
+
+    @property
+    def remote_ids(self) -> tuple[str, ...]:
+        text = self.annotations.get(labels.REMOTE_DISCOVERY, "")
+        return tuple(sorted({p.strip() for p in text.split(",") if p.strip()}))
+
+    @property
+    def local_id(self) -> str:
+        return self.annotations.get(labels.LOCAL_DISCOVERY, "")
+
+    @property
+    def owner(self) -> tuple[str, str] | None:
+        """(created, id) of the member whose metadata this carries, if recorded."""
+        created, _, member = self.annotations.get(FROM_ANNOTATION, "").partition(" ")
+        return (created, member) if member else None
+
+    def manifest(self, namespace: str, name: str) -> dict[str, Any]:
+        """The object to create (no clusterIP: the API server allocates one)."""
+        ports: list[dict[str, Any]] = []
+        for p in self.ports:
+            port: dict[str, Any] = {"protocol": p.protocol, "port": p.port}
+            if p.name:
+                port["name"] = p.name
+            if p.target_port is not None:
+                port["targetPort"] = p.target_port
+            ports.append(port)
+        return {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {
+                "name": name,
+                "namespace": namespace,
+                "labels": dict(self.labels),
+                "annotations": dict(self.annotations),
+            },
+            "spec": {"type": "ClusterIP", "ports": ports},
+        }
+
+
+def federated_key(member: ObjectKey) -> ObjectKey:
+    return ObjectKey(member.namespace, labels.federated_service_name(member.name))
+
+
+def member_key(federated: ObjectKey) -> ObjectKey | None:
+    """The member Service name behind ``<svc>-federated``; ``None`` for any other name."""
+    if not federated.name.endswith(SUFFIX) or len(federated.name) <= len(SUFFIX):
+        return None
+    return ObjectKey(federated.namespace, federated.name[: -len(SUFFIX)])
+
+
+def is_federated(service: Service) -> bool:
+    """A federated Service some controller made (a mirror without a cluster name)."""
+    return (
+        service.labels.get(labels.MIRRORED_SERVICE) == "true"
+        and labels.CLUSTER_NAME not in service.labels
+        and member_key(service.key) is not None
+    )
+
+
+def view_of(service: Service) -> Federated:
+    return Federated(dict(service.labels), dict(service.annotations), tuple(service.ports))
+
+
+def _member(member_id: str, service: Service, link: Link) -> Member:
+    return Member(
+        id=member_id,
+        created=service.created,
+        labels={
+            k: v
+            for k, v in service.labels.items()
+            if not k.startswith(labels.PREFIX) and not excluded(k, link.excluded_labels)
+        },
+        annotations={
+            k: v
+            for k, v in service.annotations.items()
+            if k not in _NEVER_COPIED and not excluded(k, link.excluded_annotations)
+        },
+        ports=tuple(service.ports),
+    )
+
+
+def claim_for(key: ObjectKey, link: Link, remote: Service | None, local: Service | None) -> Claim:
+    """This controller's claim for member name ``key`` given its members (``None``: absent)."""
+    return Claim(
+        namespace=key.namespace,
+        service=key.name,
+        cluster=link.target_cluster_name,
+        remote=_member(f"{key.name}@{link.target_cluster_name}", remote, link) if remote else None,
+        local=_member(key.name, local, link) if local else None,
+    )
+
+
+def _with_metadata(member: Member, annotations: Mapping[str, str]) -> Federated:
+    kept = {
+        k: v
+        for k, v in annotations.items()
+        if k in (labels.REMOTE_DISCOVERY, labels.LOCAL_DISCOVERY)
+    }
+    return Federated(
+        labels={**member.labels, labels.MIRRORED_SERVICE: "true"},
+        annotations={**member.annotations, **kept, FROM_ANNOTATION: member.record},
+        ports=member.ports,
+    )
+
+
+def merge(observed: Federated | None, claim: Claim) -> Federated | None:
+    """The object after applying ``claim`` to ``observed``; ``None`` means it should not exist.
+
+    Returns ``observed`` itself (the same object) when the claim changes nothing.
+    """
+    current = observed or Federated()
+    remote_ids = set(current.remote_ids)
+    if claim.remote is not None:
+        remote_ids.add(claim.remote_id)
+    else:
+        remote_ids.discard(claim.remote_id)
+    local_id = claim.service if claim.local is not None else ""
+    if not remote_ids and not local_id:
+        return None
+    annotations = {
+        k: v
+        for k, v in current.annotations.items()
+        if k not in (labels.REMOTE_DISCOVERY, labels.LOCAL_DISCOVERY)
+    }
+    if remote_ids:
+        annotations[labels.REMOTE_DISCOVERY] = ",".join(sorted(remote_ids))
+    if local_id:
+        annotations[labels.LOCAL_DISCOVERY] = local_id
+    nxt = Federated(dict(current.labels), annotations, current.ports)
+    ours = {m.id: m for m in (claim.remote, claim.local) if m is not None}
+    owner = current.owner if observed is not None else None
+    if owner is not None and owner[1] in (claim.remote_id, claim.service) and owner[1] not in ours:
+        # Our member carried the metadata and left: let the remaining members claim it.
+        owner = None
+        annotations.pop(FROM_ANNOTATION, None)
+    candidates = sorted(ours.values(), key=lambda m: m.rank)
+    if candidates:
+        oldest = candidates[0]
+        if owner is None or oldest.rank < owner or owner[1] == oldest.id:
+            nxt = _with_metadata(oldest, annotations)
+        elif owner[1] in ours:
+            nxt = _with_metadata(ours[owner[1]], annotations)
+    if observed is not None and _same(observed, nxt):
+        return observed
+    return nxt
+
+
+def _norm(ports: tuple[ServicePort, ...]) -> frozenset[tuple[str, str, int, str]]:
+    return frozenset(
+        (p.name, p.protocol, p.port, str(p.target_port if p.target_port is not None else p.port))
+        for p in ports
+    )
+
+
+def _same(a: Federated, b: Federated) -> bool:
+    return (
+        dict(a.labels) == dict(b.labels)
+        and dict(a.annotations) == dict(b.annotations)
+        and _norm(a.ports) == _norm(b.ports)
+    )
