@@ -17,7 +17,8 @@ import httpx2
 from lightkube import AsyncClient
 from lightkube.config.kubeconfig import KubeConfig
 
-from mesh.failover.admin import AdminServer, FailoverMetrics
+from mesh.admin_port import AdminServer
+from mesh.failover.admin import FailoverMetrics
 from mesh.failover.controller import FailoverController, FailoverSettings
 from mesh.failover.kube import COMPONENT, KubeFailover
 from mesh.failover.model import DEFAULT_SELECTOR, parse_selector
@@ -72,7 +73,7 @@ async def _serve(args: argparse.Namespace) -> None:
     controller = FailoverController(
         KubeFailover(client, selector, WatchSettings()), metrics, settings
     )
-    admin = AdminServer(metrics, lambda: controller.ready)
+    admin = AdminServer(metrics.exposition, lambda: controller.ready)
     bound = await admin.start(host, port)
     _log.info("failover controller for TrafficSplits %s; admin on %s:%d", selector, host, bound)
     stopping = stop_signal()

@@ -17,17 +17,15 @@ Rules: one registry per controller (tests run several side by side). Metrics:
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
 
-from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.exposition import generate_latest
 
 from mesh.failover.core import State
 from mesh.failover.model import Split
 from mesh.k8s.objects import ObjectKey
 
-__all__ = ["AdminServer", "FailoverMetrics"]
+__all__ = ["FailoverMetrics"]
 
 _LATENCY_BUCKETS_MS = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
 
@@ -103,43 +101,3 @@ class FailoverMetrics:
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
-
-
-class AdminServer:
-    """An aiohttp server for the admin endpoints."""
-
-    def __init__(self, metrics: FailoverMetrics, ready: Callable[[], bool]) -> None:
-        self._metrics = metrics
-        self._ready = ready
-        self._runner: web.AppRunner | None = None
-
-    async def _metrics_handler(self, _: web.Request) -> web.Response:
-        return web.Response(
-            body=self._metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST}
-        )
-
-    async def _ready_handler(self, _: web.Request) -> web.Response:
-        if self._ready():
-            return web.Response(text="ok\n")
-        return web.Response(status=503, text="not synced\n")
-
-    async def _live_handler(self, _: web.Request) -> web.Response:
-        return web.Response(text="ok\n")
-
-    async def start(self, host: str, port: int) -> int:
-        """Serve on ``host:port`` (0 picks a port); the bound port."""
-        app = web.Application()
-        app.router.add_get("/metrics", self._metrics_handler)
-        app.router.add_get("/ready", self._ready_handler)
-        app.router.add_get("/live", self._live_handler)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port)
-        await site.start()
-        sockets = getattr(site._server, "sockets", None) or []
-        return int(sockets[0].getsockname()[1]) if sockets else port
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None

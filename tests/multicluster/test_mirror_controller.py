@@ -14,8 +14,9 @@ import pytest
 import yaml
 from lightkube.core.exceptions import ApiError
 
+from mesh.admin_port import AdminServer
 from mesh.k8s.objects import Service
-from mesh.multicluster.mirror.admin import AdminServer, MirrorMetrics
+from mesh.multicluster.mirror.admin import MirrorMetrics
 from mesh.multicluster.mirror.controller import (
     MirrorController,
     MirrorSettings,
@@ -272,7 +273,7 @@ async def test_orphans_are_collected_at_start(world: World) -> None:
 async def test_admin_port_serves_metrics_ready_and_live() -> None:
     metrics = MirrorMetrics("east")
     ready = False
-    admin = AdminServer(metrics, lambda: ready)
+    admin = AdminServer(metrics.exposition, lambda: ready)
     port = await admin.start("127.0.0.1", 0)
     try:
         metrics.gateway(True, 12.0)

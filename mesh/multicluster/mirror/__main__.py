@@ -17,8 +17,9 @@ import httpx2
 from lightkube import AsyncClient
 from lightkube.config.kubeconfig import KubeConfig
 
+from mesh.admin_port import AdminServer
 from mesh.multicluster import labels
-from mesh.multicluster.mirror.admin import AdminServer, MirrorMetrics
+from mesh.multicluster.mirror.admin import MirrorMetrics
 from mesh.multicluster.mirror.controller import MirrorController, MirrorSettings
 from mesh.multicluster.mirror.kube import FIELD_MANAGER, KubeLocal, KubeRemote
 from mesh.serving import stop_signal
@@ -69,7 +70,7 @@ async def _serve(args: argparse.Namespace) -> None:
         metrics,
         settings=settings,
     )
-    admin = AdminServer(metrics, lambda: controller.ready)
+    admin = AdminServer(metrics.exposition, lambda: controller.ready)
     bound = await admin.start(host, port)
     _log.info("service mirror for link %s; admin on %s:%d", args.link_name, host, bound)
     stopping = stop_signal()

@@ -9,13 +9,10 @@ Rules: metrics live in one registry per controller (tests run several side by si
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.exposition import generate_latest
 
-__all__ = ["AdminServer", "MirrorMetrics"]
+__all__ = ["MirrorMetrics"]
 
 LATENCY_BUCKETS_MS = (
     1,
@@ -77,45 +74,3 @@ class MirrorMetrics:
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
-
-
-class AdminServer:
-    """An aiohttp server for the admin endpoints."""
-
-    def __init__(self, metrics: MirrorMetrics, ready: Callable[[], bool]) -> None:
-        self._metrics = metrics
-        self._ready = ready
-        self._runner: web.AppRunner | None = None
-        self.port = 0
-
-    async def _metrics_handler(self, _: web.Request) -> web.Response:
-        body = self._metrics.exposition()
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-    async def _ready_handler(self, _: web.Request) -> web.Response:
-        if self._ready():
-            return web.Response(text="ok\n")
-        return web.Response(status=503, text="not synced\n")
-
-    async def _live_handler(self, _: web.Request) -> web.Response:
-        return web.Response(text="ok\n")
-
-    async def start(self, host: str, port: int) -> int:
-        """Serve on ``host:port`` (0 picks a port); the bound port."""
-        app = web.Application()
-        app.router.add_get("/metrics", self._metrics_handler)
-        app.router.add_get("/ready", self._ready_handler)
-        app.router.add_get("/live", self._live_handler)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port)
-        await site.start()
-        server = site._server
-        sockets = getattr(server, "sockets", None) or []
-        self.port = sockets[0].getsockname()[1] if sockets else port
-        return self.port
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
