@@ -21,8 +21,9 @@ import httpx
 import httpx2
 import yaml
 from lightkube import ApiError, Client, KubeConfig, codecs
+from lightkube.codecs import AnyResource
 from lightkube.core.resource import NamespacedResource, Resource
-from lightkube.generic_resource import create_namespaced_resource
+from lightkube.generic_resource import Generic, create_namespaced_resource
 from lightkube.resources.apps_v1 import Deployment
 from lightkube.resources.core_v1 import Namespace, Pod, ServiceAccount
 
@@ -96,6 +97,20 @@ def _tls_from_kubeconfig(path: Path, context: str) -> tuple[str, ssl.SSLContext,
     return str(cluster["server"]), tls, headers
 
 
+def manifest_objects(text: str, namespace: str | None = None) -> list[AnyResource]:
+    """The objects of a YAML manifest, namespaced ones without a namespace put in ``namespace``."""
+    objects: list[AnyResource] = []
+    for obj in codecs.load_all_yaml(text):
+        if namespace and isinstance(obj, NamespacedResource):
+            if isinstance(obj, Generic):
+                # a generic resource's ``metadata`` is a fresh copy: write the dict itself
+                obj.setdefault("metadata", {}).setdefault("namespace", namespace)
+            elif obj.metadata:
+                obj.metadata.namespace = obj.metadata.namespace or namespace
+        objects.append(obj)
+    return objects
+
+
 @dataclass
 class Kube:
     """One cluster's API: ``client`` (typed, lightkube) and ``http`` (raw, for proxies)."""
@@ -127,12 +142,7 @@ class Kube:
     def apply(self, manifest: str, namespace: str | None = None, **params: Any) -> list[Resource]:
         """Apply every object of a YAML manifest (``$name`` placeholders filled by ``params``)."""
         text = string.Template(manifest).substitute(params) if params else manifest
-        applied: list[Resource] = []
-        for obj in codecs.load_all_yaml(text):
-            if namespace and isinstance(obj, NamespacedResource) and obj.metadata:
-                obj.metadata.namespace = obj.metadata.namespace or namespace
-            applied.append(self.client.apply(obj, force=True))
-        return applied
+        return [self.client.apply(obj, force=True) for obj in manifest_objects(text, namespace)]
 
     def create_namespace(self, name: str, labels: dict[str, str] | None = None) -> None:
         from lightkube.models.meta_v1 import ObjectMeta

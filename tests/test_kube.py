@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from lightkube.generic_resource import create_namespaced_resource
 
-from harness.kube import WaitTimeout, _tls_from_kubeconfig, wait_for
+from harness.kube import WaitTimeout, _tls_from_kubeconfig, manifest_objects, wait_for
 from harness.providers.netns.pki import ClusterPKI
 
 
@@ -44,3 +45,32 @@ def test_wait_for_names_what_it_waited_for_and_what_it_saw() -> None:
     with pytest.raises(WaitTimeout, match=r"waiting for the thing; last seen: nope"):
         wait_for("the thing", lambda: None, timeout=0.05, seen=lambda: "nope", interval=0.01)
     assert wait_for("a value", lambda: 42, timeout=1) == 42
+
+
+def test_manifest_objects_take_the_namespace_given_unless_they_name_one() -> None:
+    create_namespaced_resource("split.smi-spec.io", "v1alpha2", "TrafficSplit", "trafficsplits")
+    text = """
+apiVersion: split.smi-spec.io/v1alpha2
+kind: TrafficSplit
+metadata: {name: generic}
+spec: {service: a, backends: []}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: typed}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: own, namespace: elsewhere}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: cluster-scoped}
+"""
+    seen = {
+        obj.metadata.name: obj.metadata.namespace
+        for obj in manifest_objects(text, "ns1")
+        if obj.metadata is not None
+    }
+    expected = {"generic": "ns1", "typed": "ns1", "own": "elsewhere", "cluster-scoped": None}
+    assert seen == expected, f"expected namespaces {expected}, saw {seen}"
