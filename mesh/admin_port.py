@@ -1,20 +1,31 @@
-"""A controller's plain-HTTP admin port: ``/metrics``, ``/ready`` and ``/live``.
+"""A controller's plain-HTTP admin port (``/metrics``, ``/ready``, ``/live``) and its run.
 
 Rules: ``/metrics`` serves the controller's own registry (Prometheus text); ``/ready``
 is 200 while ``ready()`` says so, 503 before; ``/live`` is 200 while the process serves.
 A hostile client costs only its own connection (SEC-1): a connection that has not sent
 a complete request head within ``keepalive`` seconds, or idles that long between
-requests, is closed.
+requests, is closed. ``serve_until_stopped`` runs a controller beside its admin port
+until SIGTERM/SIGINT or the controller's own end, then stops both and closes its client.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-__all__ = ["ADMIN_KEEPALIVE", "AdminServer"]
+from mesh.serving import stop_signal
+
+__all__ = [
+    "ADMIN_KEEPALIVE",
+    "AdminServer",
+    "configure_logging",
+    "parse_host_port",
+    "serve_until_stopped",
+]
 
 ADMIN_KEEPALIVE = 10.0
 """Seconds a connection may stay without a request (silent or slowloris clients)."""
@@ -70,3 +81,46 @@ class AdminServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+
+def parse_host_port(text: str, what: str) -> tuple[str, int]:
+    """``host:port`` (``[v6]:port``; an empty host is ``0.0.0.0``); ``SystemExit`` naming
+    ``what`` (the component and its flag) when it is not one."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise SystemExit(f"{what} {text!r} is not host:port")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def configure_logging(level: str) -> None:
+    """A controller's log format; the HTTP clients' one line per request is silenced."""
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("httpx2").setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+async def serve_until_stopped(
+    component: str,
+    run: Awaitable[None],
+    admin: AdminServer,
+    close: Callable[[], Awaitable[None]],
+) -> None:
+    """Run ``run`` until a stop signal or its own end; stop ``admin``, then ``close()``.
+
+    A controller that ended with an error exits with ``SystemExit`` naming ``component``.
+    """
+    stopping = stop_signal()
+    running = asyncio.ensure_future(run)
+    told = asyncio.create_task(stopping.wait())
+    try:
+        await asyncio.wait({running, told}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        running.cancel()
+        told.cancel()
+        await asyncio.gather(running, told, return_exceptions=True)
+        await admin.stop()
+        await close()
+    if running.done() and not running.cancelled() and running.exception() is not None:
+        raise SystemExit(f"{component}: {running.exception()}")

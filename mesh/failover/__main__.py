@@ -17,14 +17,18 @@ import httpx2
 from lightkube import AsyncClient
 from lightkube.config.kubeconfig import KubeConfig
 
-from mesh.admin_port import AdminServer
+from mesh.admin_port import (
+    AdminServer,
+    configure_logging,
+    parse_host_port,
+    serve_until_stopped,
+)
 from mesh.failover.admin import FailoverMetrics
 from mesh.failover.controller import FailoverController, FailoverSettings
 from mesh.failover.kube import COMPONENT, KubeFailover
 from mesh.failover.model import DEFAULT_SELECTOR, parse_selector
 from mesh.install.components import FAILOVER_ADMIN_PORT
 from mesh.k8s.watching import WatchSettings
-from mesh.serving import stop_signal
 
 __all__ = ["main"]
 
@@ -51,19 +55,12 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _host_port(text: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise SystemExit(f"failover: --admin-addr {text!r} is not host:port")
-    return host.strip("[]") or "0.0.0.0", int(port)
-
-
 async def _serve(args: argparse.Namespace) -> None:
     try:
         selector = parse_selector(args.selector)
     except ValueError as e:
         raise SystemExit(f"failover: --selector: {e}") from None
-    host, port = _host_port(args.admin_addr)
+    host, port = parse_host_port(args.admin_addr, "failover: --admin-addr")
     settings = FailoverSettings()
     kube_config = KubeConfig.from_file(args.kubeconfig) if args.kubeconfig else None
     client = AsyncClient(
@@ -76,29 +73,13 @@ async def _serve(args: argparse.Namespace) -> None:
     admin = AdminServer(metrics.exposition, lambda: controller.ready)
     bound = await admin.start(host, port)
     _log.info("failover controller for TrafficSplits %s; admin on %s:%d", selector, host, bound)
-    stopping = stop_signal()
-    running = asyncio.create_task(controller.run())
-    told = asyncio.create_task(stopping.wait())
-    try:
-        await asyncio.wait({running, told}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        running.cancel()
-        told.cancel()
-        await asyncio.gather(running, told, return_exceptions=True)
-        await admin.stop()
-        await client.close()
-    if running.done() and not running.cancelled() and running.exception() is not None:
-        raise SystemExit(f"failover: {running.exception()}")
+    await serve_until_stopped("failover", controller.run(), admin, client.close)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Run the failover controller until SIGTERM."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    logging.getLogger("httpx2").setLevel(logging.WARNING)
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    configure_logging(args.log_level)
     asyncio.run(_serve(args))
 
 

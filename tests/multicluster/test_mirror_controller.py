@@ -345,7 +345,8 @@ async def test_a_failed_feed_stops_the_controller_instead_of_hanging() -> None:
 
 def test_the_flags_multicluster_link_renders_parse() -> None:
     """The flag contract with ``multicluster link``'s Deployment (issue 6 contract)."""
-    from mesh.multicluster.mirror.__main__ import _host_port, _parser
+    from mesh.admin_port import parse_host_port
+    from mesh.multicluster.mirror.__main__ import _parser
 
     args = _parser().parse_args(
         [
@@ -355,7 +356,7 @@ def test_the_flags_multicluster_link_renders_parse() -> None:
         ]
     )
     assert (args.link_name, args.namespace) == ("east", "linkerd-multicluster")
-    assert _host_port(args.metrics_addr) == ("0.0.0.0", 9999)
+    assert parse_host_port(args.metrics_addr, "--metrics-addr") == ("0.0.0.0", 9999)
     assert _parser().parse_args(["--link-name=east"]).namespace == "linkerd-multicluster"
     with pytest.raises(SystemExit, match="is not host:port"):
-        _host_port("9999")
+        parse_host_port("9999", "--metrics-addr")

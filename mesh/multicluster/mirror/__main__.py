@@ -17,12 +17,16 @@ import httpx2
 from lightkube import AsyncClient
 from lightkube.config.kubeconfig import KubeConfig
 
-from mesh.admin_port import AdminServer
+from mesh.admin_port import (
+    AdminServer,
+    configure_logging,
+    parse_host_port,
+    serve_until_stopped,
+)
 from mesh.multicluster import labels
 from mesh.multicluster.mirror.admin import MirrorMetrics
 from mesh.multicluster.mirror.controller import MirrorController, MirrorSettings
 from mesh.multicluster.mirror.kube import FIELD_MANAGER, KubeLocal, KubeRemote
-from mesh.serving import stop_signal
 
 __all__ = ["main"]
 
@@ -46,16 +50,9 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _host_port(text: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise SystemExit(f"service-mirror: --metrics-addr {text!r} is not host:port")
-    return host.strip("[]") or "0.0.0.0", int(port)
-
-
 async def _serve(args: argparse.Namespace) -> None:
     settings = MirrorSettings()
-    host, port = _host_port(args.metrics_addr)
+    host, port = parse_host_port(args.metrics_addr, "service-mirror: --metrics-addr")
     kube_config = KubeConfig.from_file(args.kubeconfig) if args.kubeconfig else None
     client = AsyncClient(
         config=kube_config,
@@ -73,29 +70,13 @@ async def _serve(args: argparse.Namespace) -> None:
     admin = AdminServer(metrics.exposition, lambda: controller.ready)
     bound = await admin.start(host, port)
     _log.info("service mirror for link %s; admin on %s:%d", args.link_name, host, bound)
-    stopping = stop_signal()
-    running = asyncio.create_task(controller.run())
-    told = asyncio.create_task(stopping.wait())
-    try:
-        await asyncio.wait({running, told}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        running.cancel()
-        told.cancel()
-        await asyncio.gather(running, told, return_exceptions=True)
-        await admin.stop()
-        await client.close()
-    if running.done() and not running.cancelled() and running.exception() is not None:
-        raise SystemExit(f"service-mirror: {running.exception()}")
+    await serve_until_stopped("service-mirror", controller.run(), admin, client.close)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Run the mirror controller for one Link until SIGTERM."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    logging.getLogger("httpx2").setLevel(logging.WARNING)  # one line per request otherwise
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    configure_logging(args.log_level)
     asyncio.run(_serve(args))
 
 
