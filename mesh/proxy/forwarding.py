@@ -1,22 +1,32 @@
 """The asyncio driver of ``Http1Session``: one downstream connection, its requests routed.
 
-The session decides; this module only moves bytes and awaits. For each
-``RouteRequest`` it asks a ``Router`` (inbound: policy then the app; outbound:
-discovery, balancer, pool) for a ``Forward`` to a pooled upstream connection or
-a local ``Respond``. It reads the downstream connection only when the session
-can use the bytes (waiting for a request, or streaming a request body) and the
-upstream while an exchange is in flight, both at once only for streaming bodies.
+The session decides; this module only moves bytes. It runs in the sockets'
+receive callbacks (``Conn.set_sink``): no task per read, no timeout object per
+read. For each ``RouteRequest`` it asks a ``Router`` (inbound: policy then the
+app; outbound: discovery, balancer, pool) for a ``Forward`` to a pooled
+upstream connection or a local ``Respond``: first ``route_now``, which answers
+without waiting when it can (an idle pooled connection, endpoints known), and
+only otherwise ``route`` in a task. Consecutive sends to one side go as one write.
+
+Reading follows what the session can use: bytes that arrive while it cannot
+(a pipelined request behind an exchange, a body while the request is routed)
+are kept by the session and the downstream socket is paused until it can; a
+full send buffer pauses the side that fills it until it drains.
 
 Slow clients cost only their connection (SEC-1): a request head must arrive in
 full within ``request_head`` seconds of its first bytes (the first request's
 clock starts with the connection, whose request line detection already read),
 and a client that sends nothing for ``idle`` seconds while the proxy waits for
-its next request or for more of a request body is closed.
+its next request or for more of a request body is closed. With
+``response_timeout``, an upstream silent that long after the whole request was
+sent gives 504. One timer per connection checks these deadlines; it fires at
+least once per shortest timeout, so a deadline is never missed or moved.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,6 +53,8 @@ from mesh.proxy.pool import ConnectionPool, PooledConnection
 
 __all__ = ["Forward", "Respond", "Router", "serve_http"]
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(slots=True)
 class Forward:
@@ -65,12 +77,45 @@ class Respond:
 class Router(Protocol):
     """Decides where each request of a connection goes."""
 
+    def route_now(self, head: RequestHead) -> Forward | Respond | None:
+        """Where ``head`` goes if that is known without waiting; ``None`` otherwise.
+
+        ``None`` must leave nothing behind (no lease, no metric): ``route`` follows."""
+        ...
+
     async def route(self, head: RequestHead) -> Forward | Respond:
         """Where ``head`` goes; never raises for expected failures (it answers 5xx)."""
         ...
 
 
 class _Driver:
+    __slots__ = (
+        "clock",
+        "closed",
+        "done",
+        "down",
+        "down_paused",
+        "exchange",
+        "finished",
+        "head",
+        "head_deadline",
+        "idle",
+        "last_down",
+        "last_up",
+        "loop",
+        "period",
+        "pool",
+        "request_head",
+        "response_timeout",
+        "router",
+        "routing",
+        "session",
+        "timer",
+        "up_full",
+        "up_sink",
+        "upstream",
+    )
+
     def __init__(
         self,
         down: Conn,
@@ -82,6 +127,8 @@ class _Driver:
         request_head: float | None,
         idle: float | None,
     ) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.done: asyncio.Future[None] = self.loop.create_future()
         self.down = down
         self.session = session
         self.router = router
@@ -90,233 +137,301 @@ class _Driver:
         self.response_timeout = response_timeout
         self.request_head = request_head
         self.idle = idle
-        self.head_deadline: float | None = None if request_head is None else clock() + request_head
+        timeouts = [t for t in (response_timeout, request_head, idle) if t is not None]
+        self.period = min(timeouts) if timeouts else None
+        """The timer fires at least this often (see the module docstring)."""
+        now = clock()
+        self.head_deadline: float | None = None if request_head is None else now + request_head
         """When the request head being received must be complete (``None``: none started)."""
+        self.last_down = now
+        self.last_up = now
         self.closed = False
+        self.finished = False
         self.head: RequestHead | None = None
         self.exchange: Exchange | None = None
         self.upstream: PooledConnection | None = None
-        self.down_read: asyncio.Task[bytes | None] | None = None
-        self.up_read: asyncio.Task[bytes | BaseException] | None = None
-        self.up_read_for: PooledConnection | None = None
+        self.routing: asyncio.Task[Forward | Respond] | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.down_paused = False
+        self.up_full = False
+        """The upstream's send buffer is full: the downstream is paused until it drains."""
+        self.up_sink = self.on_upstream
 
-    async def run(self) -> None:
+    # --- lifecycle ------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.down.set_sink(self.on_downstream)
+        if self.period is not None:
+            self.timer = self.loop.call_later(self.period, self.on_timer)
+
+    def finish(self) -> None:
+        """End the connection's proxying (idempotent); the caller closes ``down``."""
+        self.closed = True
+        if self.finished:
+            return
+        self.finished = True
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self.routing is not None:
+            self.routing.cancel()
+            self.routing = None
+        self.down.set_sink(None)
+        self.down.on_drained = None
+        if self.upstream is not None:
+            self.release(self.upstream, reusable=False)
+        if self.exchange is not None:
+            self.exchange.abandon("connection closed", now=self.clock())
+            self.exchange = None
+        if not self.done.done():  # cancelled with the task awaiting it
+            self.done.set_result(None)
+
+    def release(self, pooled: PooledConnection, reusable: bool) -> None:
+        if self.upstream is pooled:
+            self.upstream = None
+        conn = pooled.conn
+        conn.set_sink(None)
+        conn.on_drained = None
+        conn.resume_reading()
+        self.pool.release(pooled, reusable)
+        if self.up_full:
+            self.up_full = False
+            self.sync_reading()
+
+    # --- events ---------------------------------------------------------------------
+
+    def on_downstream(self, data: bytes) -> None:
+        if self.closed:
+            return
         try:
-            while not self.closed:
-                if self.head is not None:
-                    head, self.head = self.head, None
-                    await self.execute(await self.route(head))
-                    continue
-                await self.step()
-        finally:
-            pending = [t for t in (self.down_read, self.up_read) if t is not None]
-            for task in pending:
-                task.cancel()
-            if pending:
-                await asyncio.wait(pending)
-            if self.upstream is not None:
-                self.pool.release(self.upstream, reusable=False)
-            if self.exchange is not None:
-                self.exchange.abandon("connection closed", now=self.clock())
+            now = self.last_down = self.clock()
+            session = self.session
+            if (
+                data
+                and self.head_deadline is None
+                and self.request_head is not None
+                and session.phase is Phase.IDLE
+            ):
+                self.head_deadline = now + self.request_head
+            self.execute(session.receive_downstream(data))
+            if not self.closed and not self.down_paused and not self.wants_downstream():
+                self.down_paused = True
+                self.down.pause_reading()
+        except Exception:
+            log.exception("proxying for %s failed", self.down.peer)
+            self.finish()
 
-    async def route(self, head: RequestHead) -> list[Command]:
-        self.head_deadline = None
-        decision = await self.router.route(head)
-        self.exchange = decision.exchange
-        if isinstance(decision, Respond):
-            return self.session.respond(decision.response)
-        self.upstream = decision.upstream
-        return self.session.forward(
-            decision.upstream.http, authority=decision.authority, extra_headers=decision.headers
-        )
+    def on_upstream(self, data: bytes) -> None:
+        if self.closed or self.upstream is None:
+            return
+        try:
+            self.last_up = self.clock()
+            error = None if data else self.upstream.conn.error
+            if error is not None:
+                commands = self.session.upstream_failed(LocalResponse.bad_gateway(_error(error)))
+            else:
+                commands = self.session.receive_upstream(data)
+            self.execute(commands)
+        except Exception:
+            log.exception("proxying for %s failed", self.down.peer)
+            self.finish()
+
+    def on_timer(self) -> None:
+        self.timer = None
+        if self.closed or self.period is None:
+            return
+        now = self.clock()
+        next_at = now + self.period
+        if self.wants_downstream():
+            if self.session.phase is Phase.IDLE and self.head_deadline is not None:
+                deadline: float | None = self.head_deadline
+            else:
+                deadline = None if self.idle is None else self.last_down + self.idle
+            if deadline is not None:
+                if deadline <= now:
+                    self.finish()  # too slow: SEC-1
+                    return
+                next_at = min(next_at, deadline)
+        if (
+            self.upstream is not None
+            and self.response_timeout is not None
+            and self.session.request_complete
+        ):
+            deadline = self.last_up + self.response_timeout
+            if deadline <= now:
+                response = LocalResponse.gateway_timeout("response timed out")
+                self.execute(self.session.upstream_failed(response))
+                if self.closed:
+                    return
+            else:
+                next_at = min(next_at, deadline)
+        self.timer = self.loop.call_later(max(next_at - now, 0.0), self.on_timer)
+
+    def on_routed(self, task: asyncio.Task[Forward | Respond]) -> None:
+        if self.routing is task:
+            self.routing = None
+        if task.cancelled():
+            return
+        error = task.exception()
+        if error is not None:
+            log.error("routing a request from %s failed: %s", self.down.peer, error)
+            self.finish()
+            return
+        decision = task.result()
+        if self.closed:
+            decision.exchange.abandon("connection closed", now=self.clock())
+            if isinstance(decision, Forward):
+                self.pool.release(decision.upstream, reusable=True)
+            return
+        try:
+            self.run(self.decide(decision))
+            self.proceed()
+        except Exception:
+            log.exception("proxying for %s failed", self.down.peer)
+            self.finish()
+
+    # --- deciding -------------------------------------------------------------------
 
     def wants_downstream(self) -> bool:
         phase = self.session.phase
         if phase is Phase.FORWARDING:
             return not self.session.request_complete
-        return phase in (Phase.IDLE, Phase.LOCAL)
+        return phase is Phase.IDLE or phase is Phase.LOCAL
 
-    async def step(self) -> None:
-        want_down = self.wants_downstream()
-        upstream = self.upstream
-        if not want_down and upstream is None:
-            self.closed = True
-            return
-        if self.down_read is None and self.up_read is None:
-            if upstream is None:
-                await self.on_downstream(await self.read_downstream())
+    def execute(self, commands: list[Command]) -> None:
+        self.run(commands)
+        self.proceed()
+
+    def proceed(self) -> None:
+        """Route the requests the session has handed over, then settle reading."""
+        while self.head is not None and not self.closed:
+            head, self.head = self.head, None
+            self.head_deadline = None
+            decision = self.router.route_now(head)
+            if decision is None:
+                task = self.loop.create_task(self.router.route(head))
+                self.routing = task
+                task.add_done_callback(self.on_routed)
                 return
-            if not want_down:
-                await self.on_upstream(upstream, await self.read_upstream(upstream))
-                return
-        if want_down and self.down_read is None:
-            self.down_read = asyncio.ensure_future(self.read_downstream())
-        if upstream is not None and self.up_read is None:
-            self.up_read = asyncio.ensure_future(self.read_upstream(upstream))
-            self.up_read_for = upstream
-        waiting = [t for t in (self.down_read, self.up_read) if t is not None]
-        done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-        if self.down_read is not None and self.down_read in done:
-            down_task, self.down_read = self.down_read, None
-            await self.on_downstream(down_task.result())
-        up_task = self.up_read
-        if up_task is not None and up_task in done and not self.closed:
-            self.up_read = None
-            if self.upstream is upstream and upstream is not None:
-                await self.on_upstream(upstream, up_task.result())
-
-    async def settle_upstream_read(self, pooled: PooledConnection) -> bool:
-        """Stop a read in flight on ``pooled`` before it is released; False if it got bytes."""
-        task = self.up_read
-        if task is None or self.up_read_for is not pooled:
-            return True
-        self.up_read = None
-        if not task.done():
-            task.cancel()
-            await asyncio.wait([task])
-            return True
-        return False
-
-    def downstream_timeout(self) -> float | None:
-        """How long the next downstream read may wait (see the module docstring)."""
-        if self.session.phase is Phase.IDLE and self.head_deadline is not None:
-            return max(self.head_deadline - self.clock(), 0.0)
-        return self.idle
-
-    async def read_downstream(self) -> bytes | None:
-        """The next bytes from the client; ``None`` if it was too slow."""
-        try:
-            async with asyncio.timeout(self.downstream_timeout()):
-                return await self.down.read()
-        except TimeoutError:
-            return None
-        except (ConnectionError, OSError):
-            return b""
-
-    async def read_upstream(self, upstream: PooledConnection) -> bytes | BaseException:
-        timeout = self.response_timeout if self.session.request_complete else None
-        try:
-            async with asyncio.timeout(timeout):
-                return await upstream.conn.read()
-        except TimeoutError as e:
-            return e
-        except (ConnectionError, OSError) as e:
-            return e
-
-    async def on_downstream(self, data: bytes | None) -> None:
-        if data is None:
-            self.closed = True
-            return
-        if (
-            data
-            and self.session.phase is Phase.IDLE
-            and self.head_deadline is None
-            and self.request_head is not None
-        ):
-            self.head_deadline = self.clock() + self.request_head
-        await self.execute(self.session.receive_downstream(data))
-
-    async def on_upstream(self, upstream: PooledConnection, data: bytes | BaseException) -> None:
-        if isinstance(data, TimeoutError):
-            commands = self.session.upstream_failed(
-                LocalResponse.gateway_timeout("response timed out")
-            )
-        elif isinstance(data, BaseException):
-            commands = self.session.upstream_failed(LocalResponse.bad_gateway(_error(data)))
+            self.run(self.decide(decision))
+        if self.closed:
+            self.finish()
         else:
-            commands = self.session.receive_upstream(data)
-        await self.execute(commands)
+            self.sync_reading()
 
-    async def execute(self, commands: list[Command]) -> None:
+    def decide(self, decision: Forward | Respond) -> list[Command]:
+        self.exchange = decision.exchange
+        if isinstance(decision, Respond):
+            return self.session.respond(decision.response)
+        pooled = decision.upstream
+        self.upstream = pooled
+        self.last_up = self.clock()
+        pooled.conn.set_sink(self.up_sink)
+        return self.session.forward(
+            pooled.http, authority=decision.authority, extra_headers=decision.headers
+        )
+
+    def sync_reading(self) -> None:
+        if self.down_paused and not self.up_full and self.wants_downstream():
+            self.down_paused = False
+            self.down.resume_reading()
+
+    # --- carrying out -----------------------------------------------------------------
+
+    def run(self, commands: list[Command]) -> None:
         """Carry out ``commands`` in order; consecutive sends to one side go as one write."""
         queue = deque(commands)
         down: list[bytes] = []
         up: list[bytes] = []
         up_to: PooledConnection | None = None
-        wrote_down = False
-        wrote_up: PooledConnection | None = None
+        session = self.session
 
         def flush_down() -> None:
-            nonlocal wrote_down
             if not down:
                 return
             data = down[0] if len(down) == 1 else b"".join(down)
             down.clear()
+            conn = self.down
             try:
-                self.down.write(data)
-                wrote_down = True
+                conn.write(data)
             except (ConnectionError, OSError):
                 self.closed = True
+                return
+            upstream = self.upstream
+            if conn.writing_paused and upstream is not None and conn.on_drained is None:
+                upstream.conn.pause_reading()
+                conn.on_drained = upstream.conn.resume_reading
 
         def flush_up() -> None:
-            nonlocal wrote_up, up_to
+            nonlocal up_to
             pooled, up_to = up_to, None
             if pooled is None or not up:
                 up.clear()
                 return
             data = up[0] if len(up) == 1 else b"".join(up)
             up.clear()
+            conn = pooled.conn
             try:
-                pooled.conn.write(data)
-                wrote_up = pooled
+                conn.write(data)
             except (ConnectionError, OSError) as e:
-                queue.extend(self.session.upstream_failed(LocalResponse.bad_gateway(_error(e))))
+                queue.extend(session.upstream_failed(LocalResponse.bad_gateway(_error(e))))
+                return
+            if conn.writing_paused and not self.up_full:
+                self.up_full = True
+                if not self.down_paused:
+                    self.down_paused = True
+                    self.down.pause_reading()
+                conn.on_drained = self.upstream_drained
 
         while True:
             while queue:
                 command = queue.popleft()
-                if isinstance(command, SendDownstream):
-                    down.append(command.data)
-                elif isinstance(command, SendUpstream):
+                kind = type(command)
+                if kind is SendDownstream:
+                    down.append(command.data)  # type: ignore[union-attr]
+                elif kind is SendUpstream:
+                    assert isinstance(command, SendUpstream)
                     pooled = command.upstream.key
                     assert isinstance(pooled, PooledConnection)
                     if up_to is not pooled:
                         flush_up()
                         up_to = pooled
                     up.append(command.data)
-                elif isinstance(command, ReleaseUpstream):
-                    pooled = command.upstream.key
-                    assert isinstance(pooled, PooledConnection)
-                    if up_to is pooled:
-                        flush_up()
-                    flush_down()
-                    if self.upstream is pooled:
-                        self.upstream = None
-                    if wrote_up is pooled:
-                        wrote_up = None
-                    settled = await self.settle_upstream_read(pooled)
-                    self.pool.release(pooled, command.reusable and settled)
-                elif isinstance(command, RouteRequest):
-                    self.head = command.head
-                elif isinstance(command, ResponseStarted):
+                elif kind is ResponseStarted:
+                    assert isinstance(command, ResponseStarted)
                     if self.exchange is not None:
                         self.exchange.response_started(
                             command.status, local=command.local, now=self.clock()
                         )
-                elif isinstance(command, ResponseFinished):
+                elif kind is ResponseFinished:
+                    assert isinstance(command, ResponseFinished)
                     if self.exchange is not None:
                         self.exchange.finished(
                             command.status, command.body_bytes, command.error, now=self.clock()
                         )
                         self.exchange = None
-                elif isinstance(command, CloseDownstream):
+                elif kind is ReleaseUpstream:
+                    assert isinstance(command, ReleaseUpstream)
+                    pooled = command.upstream.key
+                    assert isinstance(pooled, PooledConnection)
+                    if up_to is pooled:
+                        flush_up()
+                    flush_down()
+                    self.release(pooled, command.reusable)
+                elif kind is RouteRequest:
+                    assert isinstance(command, RouteRequest)
+                    self.head = command.head
+                elif kind is CloseDownstream:
                     self.closed = True
             flush_up()
             if not queue:
                 break
         flush_down()
-        if wrote_up is not None:
-            try:
-                await wrote_up.conn.drain()
-            except (ConnectionError, OSError) as e:
-                await self.execute(
-                    self.session.upstream_failed(LocalResponse.bad_gateway(_error(e)))
-                )
-        if wrote_down and not self.closed:
-            try:
-                await self.down.drain()
-            except (ConnectionError, OSError):
-                self.closed = True
+
+    def upstream_drained(self) -> None:
+        if self.up_full:
+            self.up_full = False
+            self.sync_reading()
 
 
 def _error(error: BaseException) -> str:
@@ -341,4 +456,8 @@ async def serve_http(
     ``None`` waits without limit.
     """
     driver = _Driver(down, session, router, pool, clock, response_timeout, request_head, idle)
-    await driver.run()
+    driver.start()
+    try:
+        await driver.done
+    finally:
+        driver.finish()

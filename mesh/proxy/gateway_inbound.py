@@ -82,6 +82,10 @@ class _GatewayRouter:
         )
         return Exchange(g.clock(), g.metrics.http(labels), g.outbound.tap)
 
+    def route_now(self, head: RequestHead) -> None:
+        """Always ``route``: the gateway's requests go through the outbound router's waits."""
+        return None
+
     async def route(self, head: RequestHead) -> Forward | Respond:
         g = self.gateway
         server = g.policy.server(self.target.port)

@@ -89,19 +89,37 @@ class _Router:
 
         return info
 
-    async def route(self, head: RequestHead) -> Forward | Respond:
-        inbound = self.inbound
-        now = inbound.clock()
-        server, labels = self._current()
+    def route_now(self, head: RequestHead) -> Forward | Respond | None:
+        """``route`` when the request is denied or an idle connection to the app is pooled."""
+        server, _ = self._current()
         decision = authorize(server, self.client, method=head.method, path=head.path)
         if not isinstance(decision, Allow):
-            labels.http_denied()
-            stats = labels.http(head.authority, None)
-            exchange = Exchange(now, stats, inbound.tap, self._info(head, server))
-            return Respond(LocalResponse.forbidden(), exchange)
+            return self._deny(head)
+        upstream = self.inbound.pool.acquire_idle(self.app)
+        if upstream is None:
+            return None
+        return Forward(upstream, self._allow(head, decision))
+
+    def _deny(self, head: RequestHead) -> Respond:
+        server, labels = self._current()
+        labels.http_denied()
+        stats = labels.http(head.authority, None)
+        exchange = Exchange(self.inbound.clock(), stats, self.inbound.tap, self._info(head, server))
+        return Respond(LocalResponse.forbidden(), exchange)
+
+    def _allow(self, head: RequestHead, decision: Allow) -> Exchange:
+        server, labels = self._current()
         labels.http_allowed(decision)
         stats = labels.http(head.authority, decision.authorization)
-        exchange = Exchange(now, stats, inbound.tap, self._info(head, server))
+        return Exchange(self.inbound.clock(), stats, self.inbound.tap, self._info(head, server))
+
+    async def route(self, head: RequestHead) -> Forward | Respond:
+        inbound = self.inbound
+        server, _ = self._current()
+        decision = authorize(server, self.client, method=head.method, path=head.path)
+        if not isinstance(decision, Allow):
+            return self._deny(head)
+        exchange = self._allow(head, decision)
         try:
             upstream = await inbound.pool.acquire(self.app)
         except TimeoutError:

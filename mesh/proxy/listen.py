@@ -36,7 +36,8 @@ _FAMILY_MISSING = (errno.EAFNOSUPPORT, errno.EADDRNOTAVAIL)
 EPHEMERAL_ATTEMPTS = 5
 """Ports tried for a listener on port 0 whose twin finds the first one taken."""
 
-Accepted = Callable[[asyncio.StreamReader, asyncio.StreamWriter], None]
+Accepted = Callable[[], asyncio.Protocol]
+"""Makes the protocol of each accepted connection."""
 
 
 def dual_stack_twin(host: str) -> str | None:
@@ -81,14 +82,20 @@ async def listen(accepted: Accepted, host: str, port: int) -> Listener:
     raise AssertionError("unreachable")  # the last attempt returned or raised
 
 
+async def create_server(accepted: Accepted, host: str, port: int) -> asyncio.Server:
+    """One listening socket on ``host:port`` (the seam tests replace)."""
+    loop = asyncio.get_running_loop()
+    return await loop.create_server(accepted, host, port, reuse_address=True)
+
+
 async def _listen(accepted: Accepted, host: str, port: int) -> Listener:
-    first = await asyncio.start_server(accepted, host, port, reuse_address=True)
+    first = await create_server(accepted, host, port)
     twin = dual_stack_twin(host)
     if twin is None:
         return Listener([first])
     bound = int(first.sockets[0].getsockname()[1])
     try:
-        second = await asyncio.start_server(accepted, twin, bound, reuse_address=True)
+        second = await create_server(accepted, twin, bound)
     except OSError as e:
         if e.errno in _FAMILY_MISSING:
             log.info("listening on %s:%d only: %s cannot be bound here (%s)", host, bound, twin, e)

@@ -31,8 +31,8 @@ from mesh.proxy.exchange import Exchange
 from mesh.proxy.forwarding import Forward, Respond, Router, serve_http
 from mesh.proxy.http1 import Http1Session, LocalResponse, RequestHead
 from mesh.proxy.origdst import OriginalDestination
-from mesh.proxy.pool import ConnectionPool, PoolKey
-from mesh.proxy.resolve import Destination, Destinations
+from mesh.proxy.pool import ConnectionPool, PooledConnection, PoolKey
+from mesh.proxy.resolve import Choice, Destination, Destinations
 from mesh.proxy.tap import Peer, RequestInfo, TapHub
 from mesh.proxy.telemetry import (
     Direction,
@@ -122,12 +122,42 @@ class _Router:
                 deadline = out.clock()  # only endpoints ready right now get another try
                 continue
 
-            observe = None
-            if lease is not None and balancer is not None:
-                observe = _observer(balancer, lease)
-            exchange = self._exchange(head, now, key.address, endpoint, tls, observe)
-            authority = endpoint.authority_override if endpoint is not None else None
-            return Forward(upstream, exchange, authority)
+            return self._forward(head, now, choice, key, tls, upstream)
+
+    def route_now(self, head: RequestHead) -> Forward | Respond | None:
+        """``route`` when the endpoint is known and an idle connection to it is pooled."""
+        out = self.outbound
+        choice = out.destinations.choose_now(self.destination, head)
+        if choice is None:
+            return None
+        now = out.clock()
+        if choice.failure is not None:
+            response = LocalResponse(choice.status, choice.failure)
+            return Respond(response, self._exchange(head, now, self.target, None, None))
+        key, tls = out.key_for(choice.endpoint, self.target)
+        upstream = out.pool.acquire_idle(key)
+        if upstream is None:
+            if choice.lease is not None and choice.balancer is not None:
+                choice.balancer.release(choice.lease)
+            return None
+        return self._forward(head, now, choice, key, tls, upstream)
+
+    def _forward(
+        self,
+        head: RequestHead,
+        now: float,
+        choice: Choice,
+        key: PoolKey,
+        tls: TlsStatus,
+        upstream: PooledConnection,
+    ) -> Forward:
+        lease, balancer, endpoint = choice.lease, choice.balancer, choice.endpoint
+        observe = None
+        if lease is not None and balancer is not None:
+            observe = _observer(balancer, lease)
+        exchange = self._exchange(head, now, key.address, endpoint, tls, observe)
+        authority = endpoint.authority_override if endpoint is not None else None
+        return Forward(upstream, exchange, authority)
 
     def _exchange(
         self,

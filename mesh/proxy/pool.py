@@ -2,7 +2,7 @@
 
 A connection is reused only if the exchange on it ended cleanly (both sides
 done, no ``Connection: close``), it has not been idle longer than the idle
-timeout, and its peer has not closed it meanwhile. Connections are opened by
+timeout, and its peer has neither closed it nor sent anything meanwhile. Connections are opened by
 an injected ``Connector`` so the pool does not know about TLS or metrics.
 """
 
@@ -65,10 +65,10 @@ class ConnectionPool:
         self.opened = 0
         """Connections opened so far (for tests and debugging)."""
 
-    async def acquire(self, key: PoolKey) -> PooledConnection:
-        """An idle connection for ``key``, or a new one (raises what the connector raises)."""
+    def acquire_idle(self, key: PoolKey) -> PooledConnection | None:
+        """An idle connection for ``key`` if there is one (no waiting, no connecting)."""
         if self._closed:
-            raise ConnectionError("the connection pool is closed")
+            return None
         now = self._clock()
         self._sweep(now)
         idle = self._idle.get(key)
@@ -78,6 +78,15 @@ class ConnectionPool:
                 pooled.uses += 1
                 return pooled
             pooled.conn.close()
+        return None
+
+    async def acquire(self, key: PoolKey) -> PooledConnection:
+        """An idle connection for ``key``, or a new one (raises what the connector raises)."""
+        if self._closed:
+            raise ConnectionError("the connection pool is closed")
+        pooled = self.acquire_idle(key)
+        if pooled is not None:
+            return pooled
         conn = await self._connector(key)
         self.opened += 1
         pooled = PooledConnection(key, conn)
@@ -105,7 +114,8 @@ class ConnectionPool:
 
     @staticmethod
     def _alive(pooled: PooledConnection) -> bool:
-        return not (pooled.conn.closing or pooled.conn.at_eof)
+        conn = pooled.conn
+        return not (conn.closing or conn.at_eof or conn.buffered)
 
     def _usable(self, pooled: PooledConnection, now: float) -> bool:
         return self._alive(pooled) and now - pooled.idle_since < self._idle_timeout

@@ -18,10 +18,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
 from collections.abc import Callable
 
-from mesh.proxy.balancer import Balancer, Empty, Lease, Pick, Wait
+from mesh.proxy.balancer import Balancer, Lease, Pick, Wait
 from mesh.proxy.discovery import (
     Address,
     Backend,
@@ -75,46 +76,51 @@ class Destination:
                 return True
         return False
 
+    def _attempt(self, routed: bool) -> Choice | float:
+        """The choice if one can be made now, else until when to wait (``inf``: an update)."""
+        if self.endpoints.split:
+            return Choice(None, None, split=self.endpoints.split)
+        if self.endpoints.routes:
+            routes = self.endpoints.routes
+            if routed:
+                return Choice(None, None, routes=routes)
+            route = catch_all(routes)
+            if route is not None:
+                if route.backends:
+                    return Choice(None, None, split=route.backends)
+                return Choice(None, None, "traffic split has no backend with weight", status=500)
+        state = self.endpoints.state
+        if state is Resolution.NOT_FOUND:
+            return Choice(None, None)
+        if state is Resolution.ENDPOINTS:
+            picked = self.balancer.pick(self._clock())
+            if isinstance(picked, Pick):
+                endpoint = self.endpoints.endpoints.get(picked.lease.key)
+                if endpoint is not None:
+                    return Choice(endpoint, picked.lease, balancer=self.balancer)
+                self.balancer.release(picked.lease)
+            elif isinstance(picked, Wait):
+                return picked.until
+        return math.inf
+
+    def choose_now(self, *, routed: bool = False) -> Choice | None:
+        """What ``choose`` answers when it need not wait; ``None`` when it would."""
+        attempt = self._attempt(routed)
+        return attempt if isinstance(attempt, Choice) else None
+
     async def choose(self, deadline: float, *, routed: bool = False) -> Choice:
         """An endpoint for one request, waiting (until ``deadline``) for one to be usable.
 
         ``routed``: the caller has an HTTP request, so HTTP routes apply."""
         while True:
-            if self.endpoints.split:
-                return Choice(None, None, split=self.endpoints.split)
-            if self.endpoints.routes:
-                routes = self.endpoints.routes
-                if routed:
-                    return Choice(None, None, routes=routes)
-                route = catch_all(routes)
-                if route is not None:
-                    return (
-                        Choice(None, None, split=route.backends)
-                        if route.backends
-                        else (
-                            Choice(
-                                None, None, "traffic split has no backend with weight", status=500
-                            )
-                        )
-                    )
-            state = self.endpoints.state
-            if state is Resolution.NOT_FOUND:
-                return Choice(None, None)
-            if state is Resolution.ENDPOINTS:
-                picked = self.balancer.pick(self._clock())
-                if isinstance(picked, Pick):
-                    endpoint = self.endpoints.endpoints.get(picked.lease.key)
-                    if endpoint is not None:
-                        return Choice(endpoint, picked.lease, balancer=self.balancer)
-                    self.balancer.release(picked.lease)
-                elif isinstance(picked, Wait):
-                    until = min(picked.until, deadline)
-                    if self._clock() >= deadline:
-                        return Choice(None, None, "endpoints unavailable")
-                    await self.changed(until)
-                    continue
-                elif isinstance(picked, Empty):
-                    pass
+            attempt = self._attempt(routed)
+            if isinstance(attempt, Choice):
+                return attempt
+            if attempt != math.inf:  # every endpoint is busy or backing off until then
+                if self._clock() >= deadline:
+                    return Choice(None, None, "endpoints unavailable")
+                await self.changed(min(attempt, deadline))
+                continue
             if not await self.changed(deadline):
                 reason = {
                     Resolution.PENDING: "discovery did not answer in time",
@@ -152,6 +158,9 @@ class Choice:
         self.lease = lease
         self.failure = failure
         """Why no endpoint could be had (a 503 for HTTP, a closed connection for TCP)."""
+
+
+_TOO_DEEP = Choice(None, None, "traffic splits nested too deeply", status=500)
 
 
 class Destinations:
@@ -197,21 +206,42 @@ class Destinations:
         HTTP routes are matched against ``request`` (``None``: a TCP connection)."""
         for _ in range(MAX_SPLIT_DEPTH):
             choice = await destination.choose(deadline, routed=request is not None)
-            backends = choice.split
-            if choice.routes and request is not None:
-                route = select(choice.routes, request)
-                if route is None:
-                    return Choice(None, None, "no HTTP route matches the request", status=404)
-                if not route.backends:
-                    return Choice(None, None, "HTTP route has no backend with weight", status=500)
-                backends = route.backends
-            if not backends:
-                return choice
-            backend = self._backend(backends)
-            if backend.target is None:
-                return Choice(None, None, "traffic split backend not found", status=500)
-            destination = self.get(backend.target)
-        return Choice(None, None, "traffic splits nested too deeply", status=500)
+            step = self._follow(choice, request)
+            if isinstance(step, Choice):
+                return step
+            destination = step
+        return _TOO_DEEP
+
+    def choose_now(self, destination: Destination, request: Request | None) -> Choice | None:
+        """What ``choose`` answers when nothing needs waiting for; ``None`` otherwise.
+
+        ``None`` leaves no lease behind (a split may have drawn a backend)."""
+        for _ in range(MAX_SPLIT_DEPTH):
+            choice = destination.choose_now(routed=request is not None)
+            if choice is None:
+                return None
+            step = self._follow(choice, request)
+            if isinstance(step, Choice):
+                return step
+            destination = step
+        return _TOO_DEEP
+
+    def _follow(self, choice: Choice, request: Request | None) -> Choice | Destination:
+        """``choice`` if it is final, else the split or route backend to ask next."""
+        backends = choice.split
+        if choice.routes and request is not None:
+            route = select(choice.routes, request)
+            if route is None:
+                return Choice(None, None, "no HTTP route matches the request", status=404)
+            if not route.backends:
+                return Choice(None, None, "HTTP route has no backend with weight", status=500)
+            backends = route.backends
+        if not backends:
+            return choice
+        backend = self._backend(backends)
+        if backend.target is None:
+            return Choice(None, None, "traffic split backend not found", status=500)
+        return self.get(backend.target)
 
     def _backend(self, backends: tuple[Backend, ...]) -> Backend:
         total = sum(b.weight for b in backends)

@@ -176,21 +176,18 @@ class Proxy:
             await self.stop()
             raise
 
-    def _accepting(
-        self, handler: Handler
-    ) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], None]:
-        def accepted(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            task = asyncio.get_running_loop().create_task(self._serve(handler, reader, writer))
+    def _accepting(self, handler: Handler) -> Callable[[], Conn]:
+        loop = asyncio.get_running_loop()
+
+        def made(conn: Conn) -> None:
+            task = loop.create_task(self._serve(handler, conn))
             self._connections.add(task)
             task.add_done_callback(self._connections.discard)
 
-        return accepted
+        return lambda: Conn(on_made=made)
 
     @staticmethod
-    async def _serve(
-        handler: Handler, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        conn = Conn(reader, writer)
+    async def _serve(handler: Handler, conn: Conn) -> None:
         try:
             await handler(conn)
         except (ConnectionError, OSError, TimeoutError) as e:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from mesh.proxy.balancer import Balancer
-from mesh.proxy.connection import Conn
+from mesh.proxy.connection import Conn, connect
 from mesh.proxy.discovery import (
     Add,
     Address,
@@ -196,8 +196,7 @@ async def test_pool_reuses_idle_connections_until_they_expire() -> None:
     opened: list[Conn] = []
 
     async def connector(key: PoolKey) -> Conn:
-        reader, writer = await asyncio.open_connection(key.address.host, key.address.port)
-        opened.append(Conn(reader, writer))
+        opened.append(await connect(key.address, timeout=1.0))
         return opened[-1]
 
     pool = ConnectionPool(connector, clock=clock, idle_timeout=10.0, max_idle=1)

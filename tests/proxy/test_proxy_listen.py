@@ -53,9 +53,11 @@ def test_wildcard_and_loopback_addresses_have_a_twin_in_the_other_family(
     assert dual_stack_twin(host) == twin
 
 
-async def _hello(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    writer.write(b"hello")
-    writer.close()
+class _Hello(asyncio.Protocol):
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        transport.write(b"hello")
+        transport.close()
 
 
 async def _greeting(host: str, port: int) -> bytes:
@@ -79,13 +81,7 @@ async def _listening(host: str, port: int = 0) -> AsyncIterator[listen_module.Li
         await listener.wait_closed()
 
 
-_tasks: set[asyncio.Task[None]] = set()
-
-
-def _spawn(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    task = asyncio.get_running_loop().create_task(_hello(reader, writer))
-    _tasks.add(task)
-    task.add_done_callback(_tasks.discard)
+_spawn = _Hello
 
 
 @needs_ipv6
@@ -116,14 +112,18 @@ async def test_a_twin_whose_port_is_taken_fails_the_start_and_closes_the_first()
 async def test_without_ipv6_the_listener_serves_its_own_family(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    real = asyncio.start_server
+    real = listen_module.create_server
 
-    async def no_ipv6(cb: Any, host: str, port: int, **kw: Any) -> asyncio.Server:
+    async def no_ipv6(
+        cb: Any,
+        host: str,
+        port: int,
+    ) -> asyncio.Server:
         if ":" in host:
             raise OSError(errno.EAFNOSUPPORT, "Address family not supported by protocol")
-        return await real(cb, host, port, **kw)
+        return await real(cb, host, port)
 
-    monkeypatch.setattr(listen_module.asyncio, "start_server", no_ipv6)
+    monkeypatch.setattr(listen_module, "create_server", no_ipv6)
     async with _listening("127.0.0.1") as listener:
         assert listener.hosts == ("127.0.0.1",)
         port = int(listener.sockets[0].getsockname()[1])
@@ -147,16 +147,20 @@ async def test_a_proxy_serves_every_listener_over_ipv6_too() -> None:
 async def test_an_ephemeral_listener_whose_twin_port_is_taken_tries_another(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    real = asyncio.start_server
+    real = listen_module.create_server
     refused: list[int] = []
 
-    async def taken_once(cb: Any, host: str, port: int, **kw: Any) -> asyncio.Server:
+    async def taken_once(
+        cb: Any,
+        host: str,
+        port: int,
+    ) -> asyncio.Server:
         if ":" in host and not refused:
             refused.append(port)
             raise OSError(errno.EADDRINUSE, "Address already in use")
-        return await real(cb, host, port, **kw)
+        return await real(cb, host, port)
 
-    monkeypatch.setattr(listen_module.asyncio, "start_server", taken_once)
+    monkeypatch.setattr(listen_module, "create_server", taken_once)
     async with _listening("127.0.0.1") as listener:
         ports = {int(s.getsockname()[1]) for s in listener.sockets}
         assert listener.hosts == ("127.0.0.1", "::1")
@@ -169,14 +173,18 @@ async def test_an_ephemeral_listener_whose_twin_port_is_taken_tries_another(
 async def test_a_fixed_port_whose_twin_is_taken_is_not_moved(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    real = asyncio.start_server
+    real = listen_module.create_server
 
-    async def taken(cb: Any, host: str, port: int, **kw: Any) -> asyncio.Server:
+    async def taken(
+        cb: Any,
+        host: str,
+        port: int,
+    ) -> asyncio.Server:
         if ":" in host:
             raise OSError(errno.EADDRINUSE, "Address already in use")
-        return await real(cb, host, port, **kw)
+        return await real(cb, host, port)
 
-    monkeypatch.setattr(listen_module.asyncio, "start_server", taken)
+    monkeypatch.setattr(listen_module, "create_server", taken)
     with socket.socket(socket.AF_INET) as probe:
         probe.bind(("127.0.0.1", 0))
         port = int(probe.getsockname()[1])
