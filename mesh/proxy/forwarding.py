@@ -27,10 +27,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, cast
 
 from mesh.proxy.connection import Conn
 from mesh.proxy.exchange import Exchange
@@ -339,94 +338,87 @@ class _Driver:
     # --- carrying out -----------------------------------------------------------------
 
     def run(self, commands: list[Command]) -> None:
-        """Carry out ``commands`` in order; consecutive sends to one side go as one write."""
-        queue = deque(commands)
+        """Carry out ``commands`` in order; consecutive sends to one side go as one write.
+
+        A failed upstream write appends the session's answer to ``commands``."""
         down: list[bytes] = []
         up: list[bytes] = []
         up_to: PooledConnection | None = None
-        session = self.session
-
-        def flush_down() -> None:
-            if not down:
-                return
-            data = down[0] if len(down) == 1 else b"".join(down)
-            down.clear()
-            conn = self.down
-            try:
-                conn.write(data)
-            except (ConnectionError, OSError):
-                self.closed = True
-                return
-            upstream = self.upstream
-            if conn.writing_paused and upstream is not None and conn.on_drained is None:
-                upstream.conn.pause_reading()
-                conn.on_drained = upstream.conn.resume_reading
-
-        def flush_up() -> None:
-            nonlocal up_to
-            pooled, up_to = up_to, None
-            if pooled is None or not up:
-                up.clear()
-                return
-            data = up[0] if len(up) == 1 else b"".join(up)
-            up.clear()
-            conn = pooled.conn
-            try:
-                conn.write(data)
-            except (ConnectionError, OSError) as e:
-                queue.extend(session.upstream_failed(LocalResponse.bad_gateway(_error(e))))
-                return
-            if conn.writing_paused and not self.up_full:
-                self.up_full = True
-                if not self.down_paused:
-                    self.down_paused = True
-                    self.down.pause_reading()
-                conn.on_drained = self.upstream_drained
-
+        i = 0
         while True:
-            while queue:
-                command = queue.popleft()
-                kind = type(command)
-                if kind is SendDownstream:
-                    down.append(command.data)  # type: ignore[union-attr]
-                elif kind is SendUpstream:
-                    assert isinstance(command, SendUpstream)
-                    pooled = command.upstream.key
-                    assert isinstance(pooled, PooledConnection)
+            while i < len(commands):
+                command = commands[i]
+                i += 1
+                if type(command) is SendDownstream:
+                    down.append(command.data)
+                elif type(command) is SendUpstream:
+                    pooled = cast(PooledConnection, command.upstream.key)
                     if up_to is not pooled:
-                        flush_up()
+                        if up_to is not None and up:
+                            self.send_up(up_to, up, commands)
                         up_to = pooled
                     up.append(command.data)
-                elif kind is ResponseStarted:
-                    assert isinstance(command, ResponseStarted)
+                elif type(command) is ResponseStarted:
                     if self.exchange is not None:
                         self.exchange.response_started(
                             command.status, local=command.local, now=self.clock()
                         )
-                elif kind is ResponseFinished:
-                    assert isinstance(command, ResponseFinished)
+                elif type(command) is ResponseFinished:
                     if self.exchange is not None:
                         self.exchange.finished(
                             command.status, command.body_bytes, command.error, now=self.clock()
                         )
                         self.exchange = None
-                elif kind is ReleaseUpstream:
-                    assert isinstance(command, ReleaseUpstream)
-                    pooled = command.upstream.key
-                    assert isinstance(pooled, PooledConnection)
+                elif type(command) is ReleaseUpstream:
+                    pooled = cast(PooledConnection, command.upstream.key)
                     if up_to is pooled:
-                        flush_up()
-                    flush_down()
+                        if up:
+                            self.send_up(pooled, up, commands)
+                        up_to = None
+                    if down:
+                        self.send_down(down)
                     self.release(pooled, command.reusable)
-                elif kind is RouteRequest:
-                    assert isinstance(command, RouteRequest)
+                elif type(command) is RouteRequest:
                     self.head = command.head
-                elif kind is CloseDownstream:
+                elif type(command) is CloseDownstream:
                     self.closed = True
-            flush_up()
-            if not queue:
+            if up_to is not None and up:
+                self.send_up(up_to, up, commands)
+            up_to = None
+            if i >= len(commands):
                 break
-        flush_down()
+        if down:
+            self.send_down(down)
+
+    def send_down(self, parts: list[bytes]) -> None:
+        data = parts[0] if len(parts) == 1 else b"".join(parts)
+        parts.clear()
+        conn = self.down
+        try:
+            conn.write(data)
+        except (ConnectionError, OSError):
+            self.closed = True
+            return
+        upstream = self.upstream
+        if conn.writing_paused and upstream is not None and conn.on_drained is None:
+            upstream.conn.pause_reading()
+            conn.on_drained = upstream.conn.resume_reading
+
+    def send_up(self, pooled: PooledConnection, parts: list[bytes], then: list[Command]) -> None:
+        data = parts[0] if len(parts) == 1 else b"".join(parts)
+        parts.clear()
+        conn = pooled.conn
+        try:
+            conn.write(data)
+        except (ConnectionError, OSError) as e:
+            then += self.session.upstream_failed(LocalResponse.bad_gateway(_error(e)))
+            return
+        if conn.writing_paused and not self.up_full:
+            self.up_full = True
+            if not self.down_paused:
+                self.down_paused = True
+                self.down.pause_reading()
+            conn.on_drained = self.upstream_drained
 
     def upstream_drained(self) -> None:
         if self.up_full:

@@ -47,6 +47,7 @@ class Head:
 
     __slots__ = (
         "chunked",
+        "has_host",
         "has_length",
         "headers",
         "keep_alive",
@@ -78,6 +79,7 @@ class Head:
         self.reason = reason
         self.chunked = False
         self.has_length = False
+        self.has_host = False
         self.upgrade = False
 
 
@@ -183,22 +185,20 @@ class MessageReader:
         if self._size + len(self._reason) + 16 > self.max_head:
             raise WireError("head too large", 431)
         self.head_done = True
+        headers = self._headers
         version = parser.get_http_version()
         keep_alive = parser.should_keep_alive()
-        if isinstance(parser, httptools.HttpResponseParser):
-            head = Head(
-                self._headers,
-                version,
-                keep_alive,
-                status=parser.get_status_code(),
-                reason=self._reason,
-            )
+        if self.response:
+            status = parser.get_status_code()  # type: ignore[union-attr]
+            head = Head(headers, version, keep_alive, status=status, reason=self._reason)
         else:
-            method = parser.get_method().decode("ascii")
-            head = Head(self._headers, version, keep_alive, method=method, target=self._target)
-        for name, value in self._headers:
+            method = parser.get_method().decode("ascii")  # type: ignore[union-attr]
+            head = Head(headers, version, keep_alive, method=method, target=self._target)
+        for name, value in headers:
             if name == b"content-length":
                 head.has_length = True
+            elif name == b"host":
+                head.has_host = True
             elif name == b"transfer-encoding" and b"chunked" in value.lower():
                 head.chunked = True
         self._framed = head.has_length or head.chunked

@@ -28,6 +28,9 @@ HTTP/1.0 client, a response delimited by the upstream closing, and any response
 after which the client asked to close carry ``connection: close`` and end the
 downstream connection. Upstream requests are always HTTP/1.1 with a Host.
 Upgrades are not proxied (a 101 answer gives 502).
+
+Commands and heads are slotted dataclasses, not frozen ones (a frozen one pays a
+``setattr`` call per field, on every request): treat them as read-only.
 """
 
 from __future__ import annotations
@@ -88,15 +91,15 @@ def strip_hop_by_hop(headers: list[Header] | tuple[Header, ...]) -> list[Header]
 
     Framing headers stay: the body is re-sent with the framing it came with.
     """
-    listed: set[bytes] = set()
+    drop = _HOP_BY_HOP
     for name, value in headers:
         if name == b"connection":
-            listed.update(t.strip().lower() for t in value.split(b","))
-    listed -= _FRAMING
-    return [(n, v) for n, v in headers if n not in _HOP_BY_HOP and n not in listed]
+            listed = {t.strip().lower() for t in value.split(b",")} - _FRAMING
+            drop = drop | listed
+    return [h for h in headers if h[0] not in drop]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RequestHead:
     """A request line and headers (names lower-cased)."""
 
@@ -183,30 +186,30 @@ class UpstreamConnection:
         return self.keep_alive and not self.busy and not self.reader.in_message
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SendDownstream:
     data: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CloseDownstream:
     pass
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RouteRequest:
     """Decide: ``forward`` the request or ``respond`` locally."""
 
     head: RequestHead
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SendUpstream:
     upstream: UpstreamConnection
     data: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ReleaseUpstream:
     """The exchange is over; pool ``upstream`` if ``reusable``, else close it."""
 
@@ -214,13 +217,13 @@ class ReleaseUpstream:
     reusable: bool
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ResponseStarted:
     status: int
     local: bool
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ResponseFinished:
     status: int | None
     body_bytes: int
@@ -264,6 +267,8 @@ class _Exchange:
     """The response has no body (HEAD, 1xx, 204, 304)."""
     chunk_out: bool = False
     """The response body goes downstream chunked."""
+    chunked_in: bool = False
+    """The request body came chunked (so it goes upstream chunked)."""
 
 
 _NO_BODY_STATUS = frozenset({204, 304})
@@ -309,7 +314,7 @@ class Http1Session:
         except WireError as e:
             self._pending.extend(reader.events)  # the messages before the bad bytes
             self._pending.append(e)
-        return _clean(self._pump_downstream())
+        return self._pump_downstream()
 
     def receive_upstream(self, data: bytes) -> list[Command]:
         """Bytes from the current upstream (``b""``: it closed)."""
@@ -325,14 +330,16 @@ class Http1Session:
                 error = "connection closed " + (
                     "before the response" if ex.response_status is None else "mid-response"
                 )
-            return _clean(self._upstream_broken(LocalResponse.bad_gateway(error)))
+            return self._upstream_broken(LocalResponse.bad_gateway(error))
+        if len(events) == 1:
+            return self._relay_response(ex, up, events[0])
         out: list[Command] = []
         for event in events:
             if ex.upstream is not up:
                 up.keep_alive = False  # bytes after the response: not reusable
                 break
             out += self._relay_response(ex, up, event)
-        return _clean(out)
+        return out
 
     def forward(
         self,
@@ -346,33 +353,36 @@ class Http1Session:
         head = ex.head
         headers = strip_hop_by_hop(head.headers)
         if self.direction is Direction.INBOUND:
-            headers = [(n, v) for n, v in headers if n != CLIENT_ID_HEADER]
+            headers = [h for h in headers if h[0] != CLIENT_ID_HEADER]
             if self.client_id is not None:
                 headers.append((CLIENT_ID_HEADER, self.client_id.encode()))
         host = authority or (None if head.header(b"host") else upstream.host)
         if host is not None:
-            headers = [(n, v) for n, v in headers if n != b"host"]
+            headers = [h for h in headers if h[0] != b"host"]
             headers.insert(0, (b"host", host.encode()))
-        headers.extend(extra_headers)
+        if extra_headers:
+            headers.extend(extra_headers)
         ex.upstream = upstream
         upstream.busy = True
-        upstream.chunked = _is_chunked(headers)
+        upstream.chunked = ex.chunked_in
         upstream.reader.skip_body = head.method == "HEAD"
         self.phase = Phase.FORWARDING
         line = f"{head.method} {head.target} HTTP/1.1".encode("latin-1")
         out: list[Command] = [SendUpstream(upstream, head_bytes(line, headers))]
-        return _clean(out + self._pump_downstream())
+        if self._pending:
+            out += self._pump_downstream()
+        return out
 
     def respond(self, response: LocalResponse) -> list[Command]:
         """Answer the routed request locally (e.g. 403, or 503 when nothing can take it)."""
         self._routing()
-        return _clean(self._respond_local(response) + self._pump_downstream())
+        return self._respond_local(response) + self._pump_downstream()
 
     def upstream_failed(self, response: LocalResponse) -> list[Command]:
         """The upstream connection failed (I/O error, timeout): answer with ``response``."""
         if self._ex is None or self._ex.upstream is None:
             return []
-        return _clean(self._upstream_broken(response))
+        return self._upstream_broken(response)
 
     # --- internals -----------------------------------------------------------------
 
@@ -384,18 +394,18 @@ class Http1Session:
     def _pump_downstream(self) -> list[Command]:
         out: list[Command] = []
         pending = self._pending
-        while pending and self.phase not in (Phase.ROUTING, Phase.CLOSED):
+        while pending and self.phase is not Phase.ROUTING and self.phase is not Phase.CLOSED:
             event = pending[0]
+            kind = type(event)
             ex = self._ex
-            if isinstance(event, Head | Closed) and ex is not None:
+            if ex is not None and (kind is Head or kind is Closed):
                 break  # the next request (or the close) waits for this exchange to end
-            if isinstance(event, WireError) and ex is not None and ex.request_done:
+            if kind is WireError and ex is not None and ex.request_done:
                 break  # so does an error in the next request
             pending.popleft()
-            if isinstance(event, WireError):
-                return out + self._downstream_broken(event)
-            if isinstance(event, Head):
-                if event.version == "1.1" and not any(n == b"host" for n, _ in event.headers):
+            if kind is Head:
+                assert isinstance(event, Head)
+                if event.version == "1.1" and not event.has_host:
                     return out + self._downstream_broken(
                         WireError("Missing mandatory Host: header")
                     )
@@ -405,57 +415,47 @@ class Http1Session:
                     tuple(event.headers),
                     event.version,
                 )
-                self._ex = _Exchange(head, keep_alive=event.keep_alive)
+                self._ex = _Exchange(head, event.keep_alive, chunked_in=event.chunked)
                 self.phase = Phase.ROUTING
                 out.append(RouteRequest(head))
-            elif isinstance(event, Body):
-                if ex is not None and ex.upstream is not None:
+            elif kind is Body:
+                assert isinstance(event, Body)
+                if ex is not None and ex.upstream is not None and event.data:
                     to = ex.upstream
                     out.append(SendUpstream(to, chunk(event.data) if to.chunked else event.data))
-            elif isinstance(event, End):
+            elif kind is End:
                 if ex is None:
                     continue
+                assert isinstance(event, End)
                 ex.request_done = True
                 last = ex.upstream
                 if last is not None and last.chunked:
                     out.append(SendUpstream(last, last_chunk(event.trailers)))
-                out += self._maybe_complete()
-            else:
+                if ex.response_done:
+                    out += self._maybe_complete()
+            elif kind is Closed:
                 out += self._close_downstream("client closed the connection")
+            else:
+                assert isinstance(event, WireError)
+                return out + self._downstream_broken(event)
         return out
 
     def _relay_response(
         self, ex: _Exchange, up: UpstreamConnection, event: Head | Body | End | Closed
     ) -> list[Command]:
-        if isinstance(event, Head):
-            if event.status == 101 or event.upgrade:
-                return self._upstream_broken(
-                    LocalResponse.bad_gateway("upgrades are not supported")
-                )
-            headers = strip_hop_by_hop(event.headers)
-            line = b"HTTP/1.1 %d %b" % (event.status, event.reason)
-            if event.status < 200:
-                return [SendDownstream(head_bytes(line, headers))]
-            if not event.keep_alive:
-                up.keep_alive = False
-            ex.response_status = event.status
-            ex.no_body = ex.head.method == "HEAD" or event.status in _NO_BODY_STATUS
-            if not ex.no_body:
-                if event.chunked and ex.head.http_version != "1.1":
-                    headers = [(n, v) for n, v in headers if n != b"transfer-encoding"]
-                    ex.keep_alive = False  # the body ends when the connection does
-                elif event.chunked:
-                    ex.chunk_out = True
-                elif not event.has_length:
-                    ex.keep_alive = False
-            if not ex.keep_alive:
-                headers.append((b"connection", b"close"))
-            data = head_bytes(line, headers)
-            return [SendDownstream(data), ResponseStarted(event.status, local=False)]
-        if isinstance(event, Body):
-            ex.body_bytes += len(event.data)
-            return [SendDownstream(chunk(event.data) if ex.chunk_out else event.data)]
-        if isinstance(event, End):
+        kind = type(event)
+        if kind is Body:
+            assert isinstance(event, Body)
+            data = event.data
+            if not data:
+                return []
+            ex.body_bytes += len(data)
+            return [SendDownstream(chunk(data) if ex.chunk_out else data)]
+        if kind is Head:
+            assert isinstance(event, Head)
+            return self._relay_head(ex, up, event)
+        if kind is End:
+            assert isinstance(event, End)
             if ex.response_status is None:
                 return []  # the end of an informational response
             ex.response_done = True
@@ -464,10 +464,36 @@ class Http1Session:
             if ex.chunk_out:
                 out.append(SendDownstream(last_chunk(event.trailers)))
             out.append(ResponseFinished(ex.response_status, ex.body_bytes))
-            return out + self._maybe_complete()
+            if ex.request_done:
+                out += self._maybe_complete()
+            return out
         return self._upstream_broken(
             LocalResponse.bad_gateway("connection closed before the response")
         )
+
+    def _relay_head(self, ex: _Exchange, up: UpstreamConnection, event: Head) -> list[Command]:
+        if event.status == 101 or event.upgrade:
+            return self._upstream_broken(LocalResponse.bad_gateway("upgrades are not supported"))
+        headers = strip_hop_by_hop(event.headers)
+        line = b"HTTP/1.1 %d %b" % (event.status, event.reason)
+        if event.status < 200:
+            return [SendDownstream(head_bytes(line, headers))]
+        if not event.keep_alive:
+            up.keep_alive = False
+        ex.response_status = event.status
+        ex.no_body = ex.head.method == "HEAD" or event.status in _NO_BODY_STATUS
+        if not ex.no_body:
+            if event.chunked and ex.head.http_version != "1.1":
+                headers = [(n, v) for n, v in headers if n != b"transfer-encoding"]
+                ex.keep_alive = False  # the body ends when the connection does
+            elif event.chunked:
+                ex.chunk_out = True
+            elif not event.has_length:
+                ex.keep_alive = False
+        if not ex.keep_alive:
+            headers.append((b"connection", b"close"))
+        data = head_bytes(line, headers)
+        return [SendDownstream(data), ResponseStarted(event.status, local=False)]
 
     def _respond_local(self, response: LocalResponse) -> list[Command]:
         ex = self._ex
@@ -563,12 +589,3 @@ def _reason(status: int) -> bytes:
         return HTTPStatus(status).phrase.encode()
     except ValueError:
         return b""
-
-
-def _is_chunked(headers: list[Header]) -> bool:
-    return any(n == b"transfer-encoding" and b"chunked" in v.lower() for n, v in headers)
-
-
-def _clean(commands: list[Command]) -> list[Command]:
-    """``commands`` without empty sends (an empty write would read as end of stream)."""
-    return [c for c in commands if not isinstance(c, SendDownstream | SendUpstream) or c.data]

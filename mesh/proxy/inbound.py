@@ -104,14 +104,18 @@ class _Router:
         server, labels = self._current()
         labels.http_denied()
         stats = labels.http(head.authority, None)
-        exchange = Exchange(self.inbound.clock(), stats, self.inbound.tap, self._info(head, server))
+        tap = self.inbound.tap
+        info = self._info(head, server) if tap.active else None
+        exchange = Exchange(self.inbound.clock(), stats, tap, info)
         return Respond(LocalResponse.forbidden(), exchange)
 
     def _allow(self, head: RequestHead, decision: Allow) -> Exchange:
         server, labels = self._current()
         labels.http_allowed(decision)
         stats = labels.http(head.authority, decision.authorization)
-        return Exchange(self.inbound.clock(), stats, self.inbound.tap, self._info(head, server))
+        tap = self.inbound.tap
+        info = self._info(head, server) if tap.active else None
+        return Exchange(self.inbound.clock(), stats, tap, info)
 
     async def route(self, head: RequestHead) -> Forward | Respond:
         inbound = self.inbound

@@ -74,6 +74,10 @@ class _Router:
         self.destination = destination
         self.target = target
         self.source = source
+        self._last_stats: tuple[Endpoint | None, str, HttpStats] | None = None
+        """The series of the last endpoint and authority (requests on one connection repeat)."""
+        self._last_key: tuple[Endpoint, PoolKey, TlsStatus] | None = None
+        """How the last endpoint is reached (``key_for`` without its allocations)."""
 
     def _info(
         self, head: RequestHead, endpoint: Address, tls: TlsStatus
@@ -134,7 +138,14 @@ class _Router:
         if choice.failure is not None:
             response = LocalResponse(choice.status, choice.failure)
             return Respond(response, self._exchange(head, now, self.target, None, None))
-        key, tls = out.key_for(choice.endpoint, self.target)
+        endpoint = choice.endpoint
+        cached = self._last_key
+        if cached is not None and endpoint is not None and cached[0] is endpoint:
+            key, tls = cached[1], cached[2]
+        else:
+            key, tls = out.key_for(endpoint, self.target)
+            if endpoint is not None:
+                self._last_key = (endpoint, key, tls)
         upstream = out.pool.acquire_idle(key)
         if upstream is None:
             if choice.lease is not None and choice.balancer is not None:
@@ -169,10 +180,17 @@ class _Router:
         observe: Callable[[float, bool], None] | None = None,
     ) -> Exchange:
         tls = tls or _UNDISCOVERED
-        dst = endpoint.labels if endpoint is not None else ()
-        stats = self.outbound.http_stats(head.authority, address, tls, dst)
-        info = self._info(head, address, tls)
-        return Exchange(now, stats, self.outbound.tap, info, observe)
+        authority = head.authority
+        cached = self._last_stats
+        if cached is not None and cached[0] is endpoint and cached[1] == authority:
+            stats = cached[2]
+        else:
+            dst = endpoint.labels if endpoint is not None else ()
+            stats = self.outbound.http_stats(authority, address, tls, dst)
+            self._last_stats = (endpoint, authority, stats)
+        tap = self.outbound.tap
+        info = self._info(head, address, tls) if tap.active else None
+        return Exchange(now, stats, tap, info, observe)
 
 
 class Outbound:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from mesh.proxy.connection import Conn
 from mesh.proxy.discovery import Address
@@ -26,6 +26,16 @@ class PoolKey:
 
     address: Address
     identity: str | None = None
+    _hash: int = field(init=False, repr=False, compare=False, default=0)
+
+    def __post_init__(self) -> None:
+        # looked up twice per request: hash once (the generated hash is Python code)
+        object.__setattr__(
+            self, "_hash", hash((self.address.host, self.address.port, self.identity))
+        )
+
+    def __hash__(self) -> int:
+        return self._hash
 
 
 class PooledConnection:

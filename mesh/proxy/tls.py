@@ -278,10 +278,11 @@ class TlsSession:
 
     def read(self) -> tuple[bytes, bool]:
         """Plaintext available so far, and whether the peer has finished sending."""
+        obj = self._obj
         chunks: list[bytes] = []
         while True:
             try:
-                chunk = self._obj.read(65536)
+                chunk = obj.read(65536)
             except ssl.SSLWantReadError:
                 return b"".join(chunks), False
             except ssl.SSLZeroReturnError:
@@ -290,15 +291,19 @@ class TlsSession:
                 raise ConnectionResetError(f"TLS error: {e}") from e
             if not chunk:
                 return b"".join(chunks), True
+            if not chunks and not self._in.pending and not obj.pending():
+                return chunk, False  # the usual case: one record, nothing more buffered
             chunks.append(chunk)
 
     def write(self, data: bytes) -> bytes:
         """Encrypt ``data``; returns the ciphertext to send."""
-        view = memoryview(data)
-        while view:
-            try:
-                written = self._obj.write(view)
-            except ssl.SSLError as e:
-                raise ConnectionResetError(f"TLS error: {e}") from e
-            view = view[written:]
+        try:
+            written = self._obj.write(data)
+            if written < len(data):
+                view = memoryview(data)[written:]
+                while view:
+                    written = self._obj.write(view)
+                    view = view[written:]
+        except ssl.SSLError as e:
+            raise ConnectionResetError(f"TLS error: {e}") from e
         return self._out.read()
