@@ -227,7 +227,7 @@ def _isthmus_part(
 ) -> Iterator[tuple[int, int]]:
     root = Path(__file__).resolve().parent.parent
     env = {**os.environ, "PYTHONPATH": str(root)}
-    argv = [sys.executable, "-m", "bench.proxy", "part", role, str(target), "--certs", str(certs)]
+    argv = [sys.executable, "-m", "bench.proxy_part", role, str(target), "--certs", str(certs)]
     if profile is not None:
         argv += ["--profile", str(profile)]
     with _process(argv, f"isthmus {role}", stdout=subprocess.PIPE, env=env, cwd=root) as p:
