@@ -5,10 +5,11 @@ Three proxy processes, each idle once ready, all on 127.0.0.1:
   by ``bench.pairs.isthmus_pair`` exactly as ``python -m bench.proxy`` starts
   them: static discovery and policy, the mTLS hop's certificates). Their mean
   VmRSS is the figure issue 12 sets a target for (``TARGET_IDLE_MIB``);
-- the sidecar as a pod runs it (``python -m mesh.proxy`` configured by
-  ``LINKERD2_PROXY_*``), certified by a real identity service in this process
-  (``mesh.identity.service``; the only stand-in is the token review), with no
-  destination or policy service. Printed for comparison: it also loads gRPC.
+- the sidecar as a pod runs it (``isthmus component proxy``, configured by
+  ``LINKERD2_PROXY_*``; the CLI run by this interpreter), certified by a real
+  identity service in this process (``mesh.identity.service``; the only
+  stand-in is the token review), with no destination or policy service.
+  Printed for comparison: it also loads gRPC.
 
 For each: VmRSS, VmHWM (peak), RSS anonymous and file-backed (shared
 libraries, whose pages other processes may share), PSS, private memory and
@@ -60,7 +61,7 @@ IMPORT_TIMEOUT = 60.0
 
 IMPORT_ENTRIES = {
     "bench pair part": ("bench.proxy_part", "uvloop"),
-    "sidecar": ("mesh.proxy.__main__", "uvloop"),
+    "sidecar": ("mesh.cli", "mesh.install.components", "mesh.proxy.__main__", "uvloop"),
 }
 """What each kind of proxy process imports (uvloop is imported when the loop starts)."""
 
@@ -68,6 +69,8 @@ IDENTITY_SVC_NAME = f"linkerd-identity.linkerd.serviceaccount.identity.linkerd.{
 SIDECAR_SA = "web"
 _TOKEN = "bench-rss-token"
 _ROOT = Path(__file__).resolve().parent.parent
+SIDECAR_COMMAND = ("-c", "import sys; from mesh.cli import main; sys.exit(main())")
+"""What the ``isthmus`` console script runs; argv follows (``component proxy``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,7 +207,13 @@ async def _sidecar(work: Path, settle: float) -> dict[str, Memory]:
         log = work / "sidecar.log"
         with log.open("wb") as stderr:
             process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "mesh.proxy", env=env, cwd=_ROOT, stderr=stderr
+                sys.executable,
+                *SIDECAR_COMMAND,
+                "component",
+                "proxy",
+                env=env,
+                cwd=_ROOT,
+                stderr=stderr,
             )
         try:
             deadline = time.monotonic() + READY_TIMEOUT
@@ -216,7 +225,7 @@ async def _sidecar(work: Path, settle: float) -> dict[str, Memory]:
                     )
                 await asyncio.sleep(READY_POLL)
             await asyncio.sleep(settle)  # idle on purpose: the figure is the idle footprint
-            return {"sidecar (python -m mesh.proxy)": memory(process.pid)}
+            return {"sidecar (isthmus component proxy)": memory(process.pid)}
         finally:
             if process.returncode is None:
                 process.terminate()
