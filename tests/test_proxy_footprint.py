@@ -5,9 +5,10 @@ Each check imports an entry point in a fresh interpreter and reads
 proxy``) and the bench's proxy part must not load the control plane's or the
 CLI's modules, nor the bench's load generator. Memory figures themselves are
 measured by ``python -m bench.rss``, not asserted here (they vary by machine).
-Also: the lazily loaded package namespaces (``mesh.identity``,
-``mesh.install``) still offer every name, and ``bench.importmem`` attributes
-memory to the module that was loading.
+Also: the lazily loaded namespaces (``mesh.identity``, ``mesh.install``, the
+CLI's groups) still offer every name and command, ``bench.importmem``
+attributes memory to the module that was loading, and ``bench.rss`` gives its
+sidecar an environment the proxy accepts and reads ``/proc`` right.
 """
 
 from __future__ import annotations
@@ -135,3 +136,58 @@ def test_importmem_reports_the_modules_it_imported_and_not_those_already_loaded(
     assert "colorsys" in report["modules"], report
     assert "json" not in report["modules"], "json was loaded before measuring (baseline)"
     assert report["baseline_kib"] > 0
+
+
+def test_bench_rss_gives_the_sidecar_an_environment_the_proxy_accepts(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from bench import rss
+    from mesh.identity import create_anchor
+    from mesh.proxy.envconfig import EnvError, load
+
+    anchors = create_anchor("cluster.local", now=datetime.now(UTC)).certificate_pem()
+    env = rss.sidecar_env(tmp_path, 4321, anchors)
+    try:
+        config = load(env)
+    except EnvError as e:
+        pytest.fail(f"bench.rss's sidecar environment is refused: {e.problems}")
+    assert config.identity is not None, "the sidecar must run with identity (mTLS), as in a pod"
+    assert config.identity.svc.port == 4321
+    listeners = [v for k, v in env.items() if k.endswith("_LISTEN_ADDR")]
+    assert len(listeners) == 4, listeners
+    assert all(a.startswith("127.0.0.1:") for a in listeners), listeners
+
+
+def test_bench_rss_reads_a_processes_memory() -> None:
+    import os
+
+    from bench.rss import memory
+
+    m = memory(os.getpid())
+    assert m.vm_rss > 0, m
+    assert m.threads >= 1, m
+    assert m.vm_hwm >= m.vm_rss, m
+    assert m.rss_anon + m.rss_file <= m.vm_rss + 64, m  # shmem aside; 64 KiB of slack
+    assert 0 < m.pss <= m.vm_rss + 64, m
+
+
+def test_the_lazy_cli_still_lists_and_runs_every_group() -> None:
+    from click.testing import CliRunner
+
+    from mesh.cli import main
+
+    runner = CliRunner()
+    shown = runner.invoke(main, ["--help"])
+    assert shown.exit_code == 0, shown.output
+    for group in ("check", "identity", "inject", "install", "multicluster", "uninstall", "viz"):
+        assert f"  {group} " in shown.output, (
+            f"{group} missing from isthmus --help:\n{shown.output}"
+        )
+    for hidden in ("component", "mc"):
+        assert f"  {hidden} " not in shown.output, f"hidden command {hidden} listed"
+    alias = runner.invoke(main, ["mc", "--help"])
+    assert alias.exit_code == 0, alias.output
+    assert "Alias of multicluster." in alias.output, alias.output
+    unknown = runner.invoke(main, ["nosuch"])
+    assert unknown.exit_code == 2, unknown.output
+    assert "No such command 'nosuch'" in unknown.output, unknown.output
