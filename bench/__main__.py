@@ -5,6 +5,7 @@
   python -m bench fuzz                every fuzzer (SEC-6) for 10 minutes each, corpus kept
   python -m bench proxy [...]         the proxy pair beside HAProxy and no proxy (bench.proxy)
   python -m bench proxy profile       where the proxies spend their time under load
+  python -m bench rss [...]           the proxy's idle RSS and what it is made of (bench.rss)
 
 Targets (what we aim for on a 2-core, 24 GB machine; printed next to each figure):
   warm bring-up of two-flat  <= 60 s      teardown <= 15 s
@@ -87,6 +88,11 @@ def main() -> None:
         from bench import proxy
 
         proxy.main(sys.argv[2:])
+        return
+    if sys.argv[1:2] == ["rss"]:
+        from bench import rss
+
+        rss.main(sys.argv[2:])
         return
     parser = argparse.ArgumentParser(
         prog="python -m bench",

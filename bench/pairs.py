@@ -28,10 +28,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-
 __all__ = [
     "AUTHORITY",
     "CONFIGS",
@@ -76,6 +72,11 @@ def rss_mib(pid: int) -> float:
 
 def write_certs(directory: Path) -> None:
     """Anchors, and for ``web`` and ``bb`` a chain, a key and HAProxy's combined PEM."""
+    # Imported here: each proxy part imports this module for ``identity`` only.
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
     from mesh.identity import Accepted, create_anchor, create_issuer, issue, parse
 
     now = datetime.now(UTC)
@@ -227,7 +228,7 @@ def _isthmus_part(
 ) -> Iterator[tuple[int, int]]:
     root = Path(__file__).resolve().parent.parent
     env = {**os.environ, "PYTHONPATH": str(root)}
-    argv = [sys.executable, "-m", "bench.proxy", "part", role, str(target), "--certs", str(certs)]
+    argv = [sys.executable, "-m", "bench.proxy_part", role, str(target), "--certs", str(certs)]
     if profile is not None:
         argv += ["--profile", str(profile)]
     with _process(argv, f"isthmus {role}", stdout=subprocess.PIPE, env=env, cwd=root) as p:

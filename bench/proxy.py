@@ -22,19 +22,15 @@ machines are shared and noisy. ``--json`` prints, as the last line, one object:
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
-import cProfile
 import io
 import json
 import os
 import pstats
-import signal
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,8 +41,6 @@ __all__ = ["main"]
 
 WARMUP_SECONDS = 0.5
 """Closed-loop load before measuring (connections, handshakes, pools)."""
-SERVICE = ("10.43.0.10", 8080)
-"""The service address the outbound proxy pretends it was sent to."""
 
 TARGETS = {
     "requests_per_cpu_second": 8000.0,
@@ -55,83 +49,6 @@ TARGETS = {
     "p99_ms_over_haproxy_at_500": 2.0,
     "rss_idle_mib": 30.0,
 }
-
-
-# --- the Isthmus proxy part, run as ``python -m bench.proxy part ...`` -------------------
-
-
-async def _proxy(role: str, certs: Path, target_port: int) -> None:
-    from mesh.proxy.config import ProxyConfig
-    from mesh.proxy.discovery import Add, Address, Endpoint, NotFound, Update
-    from mesh.proxy.origdst import fixed_destination
-    from mesh.proxy.policy import StaticPolicy
-    from mesh.proxy.server import Proxy
-    from mesh.proxy.tls import TlsCredentials, TlsStore
-
-    name = "web" if role == "client" else "bb"
-    tls = TlsStore(
-        TlsCredentials(
-            pairs.identity(name),
-            (certs / f"{name}.crt").read_bytes(),
-            (certs / f"{name}.key").read_bytes(),
-            (certs / "anchors.pem").read_bytes(),
-        )
-    )
-
-    class Static:
-        async def resolve(self, target: str) -> AsyncIterator[Update]:
-            update: Update = NotFound()
-            if role == "client":
-                peer = pairs.identity("bb")
-                endpoint = Endpoint(Address("127.0.0.1", target_port), identity=peer)
-                update = Add((endpoint,))
-            yield update
-            await asyncio.Event().wait()
-
-    config = ProxyConfig(
-        inbound_host="127.0.0.1",
-        inbound_port=0,
-        outbound_host="127.0.0.1",
-        outbound_port=0,
-        admin_host="127.0.0.1",
-        admin_port=0,
-    )
-    proxy = Proxy(
-        config,
-        discovery=Static(),
-        policy=StaticPolicy(),
-        tls=tls,
-        outbound_destination=fixed_destination(Address(*SERVICE)),
-        inbound_destination=fixed_destination(Address("127.0.0.1", target_port)),
-    )
-    stopping = asyncio.Event()
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stopping.set)
-    async with proxy:
-        port = proxy.outbound_port if role == "client" else proxy.inbound_port
-        print(f"ready {port}", flush=True)
-        await stopping.wait()
-
-
-def _run_loop(main: Coroutine[Any, Any, None]) -> None:
-    """Run ``main`` on the event loop the proxy process uses."""
-    runner: Callable[[Coroutine[Any, Any, None]], None] = asyncio.run
-    with contextlib.suppress(ImportError):
-        from mesh.proxy import eventloop
-
-        runner = eventloop.run
-    runner(main)
-
-
-def _part(role: str, target: int, certs: Path, profile: Path | None) -> None:
-    profiler = cProfile.Profile() if profile is not None else None
-    if profiler is not None:
-        profiler.enable()
-    try:
-        _run_loop(_proxy(role, certs, target))
-    finally:
-        if profiler is not None and profile is not None:
-            profiler.disable()
-            profiler.dump_stats(profile)
 
 
 # --- measuring ----------------------------------------------------------------------------
@@ -388,14 +305,10 @@ def profile(seconds: float, top: int) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["part"]:
-        part = argparse.ArgumentParser(prog="bench.proxy part")
-        part.add_argument("role", choices=["client", "server"])
-        part.add_argument("target", type=int)
-        part.add_argument("--certs", type=Path, required=True)
-        part.add_argument("--profile", type=Path)
-        args = part.parse_args(argv[1:])
-        _part(args.role, args.target, args.certs, args.profile)
+    if argv[:1] == ["part"]:  # one proxy of the pair: see bench.proxy_part
+        from bench import proxy_part
+
+        proxy_part.main(argv[1:])
         return
     if argv[:1] == ["profile"]:
         prof = argparse.ArgumentParser(prog="python -m bench.proxy profile")

@@ -2,40 +2,87 @@
 
 Sans-IO throughout: functions take bytes or parsed objects and an explicit
 clock ``now``; the identity service and the CLI do the I/O.
+
+The package's names are loaded on first use (PEP 562): ``import mesh.identity.trust``
+(what the sidecar proxy needs) must not load ``certs`` and ``issuing``, the
+identity service's half, with the cryptography modules they pull in. Every name
+below is importable from here as before; type checkers see the real imports.
 """
 
-from mesh.identity.certs import (
-    DEFAULT_ANCHOR_VALIDITY,
-    DEFAULT_CLOCK_SKEW,
-    DEFAULT_ISSUER_VALIDITY,
-    Credentials,
-    check_issuer,
-    create_anchor,
-    create_issuer,
-    load_credentials,
-)
-from mesh.identity.issuing import (
-    DEFAULT_AUDIENCE,
-    DEFAULT_LEAF_LIFETIME,
-    Accepted,
-    Check,
-    Decision,
-    IssuedCertificate,
-    IssuingPolicy,
-    Refused,
-    TokenReview,
-    issue,
-    review,
-)
-from mesh.identity.names import (
-    DEFAULT_CONTROL_PLANE_NS,
-    WorkloadIdentity,
-    anchor_common_name,
-    issuer_common_name,
-    parse,
-)
-from mesh.identity.pem import CertError, PemFile, load_certificates, load_private_key
-from mesh.identity.trust import ChainError, chain_to_anchor, verify_peer
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mesh.identity.certs import (
+        DEFAULT_ANCHOR_VALIDITY,
+        DEFAULT_CLOCK_SKEW,
+        DEFAULT_ISSUER_VALIDITY,
+        Credentials,
+        check_issuer,
+        create_anchor,
+        create_issuer,
+        load_credentials,
+    )
+    from mesh.identity.issuing import (
+        DEFAULT_AUDIENCE,
+        DEFAULT_LEAF_LIFETIME,
+        Accepted,
+        Check,
+        Decision,
+        IssuedCertificate,
+        IssuingPolicy,
+        Refused,
+        TokenReview,
+        issue,
+        review,
+    )
+    from mesh.identity.names import (
+        DEFAULT_CONTROL_PLANE_NS,
+        WorkloadIdentity,
+        anchor_common_name,
+        issuer_common_name,
+        parse,
+    )
+    from mesh.identity.pem import CertError, PemFile, load_certificates, load_private_key
+    from mesh.identity.trust import ChainError, chain_to_anchor, verify_peer
+
+_SOURCES: dict[str, tuple[str, ...]] = {
+    "certs": (
+        "DEFAULT_ANCHOR_VALIDITY",
+        "DEFAULT_CLOCK_SKEW",
+        "DEFAULT_ISSUER_VALIDITY",
+        "Credentials",
+        "check_issuer",
+        "create_anchor",
+        "create_issuer",
+        "load_credentials",
+    ),
+    "issuing": (
+        "DEFAULT_AUDIENCE",
+        "DEFAULT_LEAF_LIFETIME",
+        "Accepted",
+        "Check",
+        "Decision",
+        "IssuedCertificate",
+        "IssuingPolicy",
+        "Refused",
+        "TokenReview",
+        "issue",
+        "review",
+    ),
+    "names": (
+        "DEFAULT_CONTROL_PLANE_NS",
+        "WorkloadIdentity",
+        "anchor_common_name",
+        "issuer_common_name",
+        "parse",
+    ),
+    "pem": ("CertError", "PemFile", "load_certificates", "load_private_key"),
+    "trust": ("ChainError", "chain_to_anchor", "verify_peer"),
+}
+_MODULE_OF = {name: module for module, names in _SOURCES.items() for name in names}
 
 __all__ = [
     "DEFAULT_ANCHOR_VALIDITY",
@@ -70,3 +117,17 @@ __all__ = [
     "review",
     "verify_peer",
 ]
+
+
+if not TYPE_CHECKING:  # hidden from type checkers, which would otherwise accept any name
+
+    def __getattr__(name: str) -> Any:
+        module = _MODULE_OF.get(name)
+        if module is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+        globals()[name] = value  # later lookups skip this function
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted(set(globals()) | set(__all__))

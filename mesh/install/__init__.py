@@ -5,24 +5,49 @@
 the CRDs from ``mesh.crds``), ``components`` says how each container runs its
 component, ``target`` picks the cluster for commands that talk to one, and
 ``cli`` is the command line. All but ``cli`` and ``target`` are pure.
+
+The package's names are loaded on first use (PEP 562): every container runs
+``isthmus component <name>`` through ``components``, and a sidecar proxy must
+not load the manifest renderer (YAML, Kubernetes models, key generation) to
+start. Type checkers see the real imports.
 """
 
-from mesh.install.credentials import (
-    IdentityError,
-    IdentityMaterial,
-    WebhookCert,
-    create_webhook_cert,
-    generate_identity,
-    load_identity,
-)
-from mesh.install.render import (
-    dump_all,
-    load_all,
-    render_crds,
-    render_install,
-    uninstall_objects,
-)
-from mesh.install.values import Values
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mesh.install.credentials import (
+        IdentityError,
+        IdentityMaterial,
+        WebhookCert,
+        create_webhook_cert,
+        generate_identity,
+        load_identity,
+    )
+    from mesh.install.render import (
+        dump_all,
+        load_all,
+        render_crds,
+        render_install,
+        uninstall_objects,
+    )
+    from mesh.install.values import Values
+
+_SOURCES: dict[str, tuple[str, ...]] = {
+    "credentials": (
+        "IdentityError",
+        "IdentityMaterial",
+        "WebhookCert",
+        "create_webhook_cert",
+        "generate_identity",
+        "load_identity",
+    ),
+    "render": ("dump_all", "load_all", "render_crds", "render_install", "uninstall_objects"),
+    "values": ("Values",),
+}
+_MODULE_OF = {name: module for module, names in _SOURCES.items() for name in names}
 
 __all__ = [
     "IdentityError",
@@ -38,3 +63,17 @@ __all__ = [
     "render_install",
     "uninstall_objects",
 ]
+
+
+if not TYPE_CHECKING:  # hidden from type checkers, which would otherwise accept any name
+
+    def __getattr__(name: str) -> Any:
+        module = _MODULE_OF.get(name)
+        if module is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+        globals()[name] = value  # later lookups skip this function
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted(set(globals()) | set(__all__))

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from mesh.install.values import Values
+if TYPE_CHECKING:
+    from mesh.install.values import Values
 
 __all__ = [
     "COMPONENTS",
