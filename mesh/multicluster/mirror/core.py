@@ -18,7 +18,9 @@ Rules:
   a remote Service that cannot be mirrored is reported on its own status entry.
 - Federated services (``federated``): for each member name the core claims its cluster's
   member and the local one, and asks for a merge whenever the observed object does not
-  already reflect the claim.
+  already reflect the claim. Independently of its own Link's state (it may be deleted),
+  once the Links and the local Services are listed the core asks to prune the entries
+  of clusters no Link targets from every federated Service it sees.
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ from mesh.multicluster.mirror.messages import (
     Event,
     GatewayState,
     LinkInvalid,
+    LinksChanged,
     LinkUpdated,
     LocalEvent,
     Namespace,
@@ -120,6 +123,9 @@ class MirrorCore:
         self._requested_del: set[ObjectKey] = set()
         self._requested_ep_del: set[ObjectKey] = set()
         self._requested_fed: dict[ObjectKey, tuple[federated.Claim, str]] = {}
+        self._requested_prune: dict[ObjectKey, tuple[federated.Prune, str]] = {}
+        self._linked: frozenset[str] | None = None
+        """Target clusters of the Links in the namespace; ``None`` until listed."""
         self._parent: dict[ObjectKey, ObjectKey] = {}
         """Per-host mirror -> its headless mirror (both local keys)."""
         self._children: dict[ObjectKey, set[ObjectKey]] = {}
@@ -169,7 +175,11 @@ class MirrorCore:
         """Apply ``event``; the commands it calls for, in order."""
         dirty: set[ObjectKey] = set()
         full = False
+        prune_all = False
         match event:
+            case LinksChanged(clusters):
+                prune_all = clusters != self._linked
+                self._linked = clusters
             case LinkUpdated(link, ips):
                 full = self._on_link(link, ips)
             case LinkInvalid(reason, message):
@@ -204,6 +214,12 @@ class MirrorCore:
             else:
                 for key in sorted(dirty):
                     self._reconcile(key)
+        if self._pruning():
+            if prune_all or full:
+                self._prune_all()
+            else:
+                for key in sorted(dirty):
+                    self._prune(federated.federated_key(key))
         out, self._out = self._out, []
         return out
 
@@ -471,6 +487,8 @@ class MirrorCore:
         if remote is None and local is None and observed is None:
             self._requested_fed.pop(fkey, None)
             return
+        if self._linked is not None and self.cluster not in self._linked:
+            return  # the Links listed lack ours (it is going): pruning, not claiming
         if key.namespace not in self._local.namespaces:
             return
         claim = federated.claim_for(key, link, remote, local)
@@ -481,6 +499,32 @@ class MirrorCore:
         if self._requested_fed.get(fkey) != memo:
             self._requested_fed[fkey] = memo
             self._out.append(ApplyFederated(claim))
+
+    def _pruning(self) -> bool:
+        return self._linked is not None and self._local.services_listed
+
+    def _prune_all(self) -> None:
+        for fkey in sorted(self._local.foreign):
+            self._prune(fkey)
+
+    def _prune(self, fkey: ObjectKey) -> None:
+        """Ask to prune ``fkey`` of entries no Link stands for, if it has any."""
+        observed = self._local.foreign.get(fkey)
+        member = federated.member_key(fkey)
+        if observed is None or member is None or not federated.is_federated(observed):
+            self._requested_prune.pop(fkey, None)
+            return
+        linked = self._linked or frozenset()
+        view = federated.view_of(observed)
+        if federated.prune(view, linked) is view:
+            return
+        op = federated.Prune(fkey.namespace, member.name, linked)
+        memo = (op, observed.resource_version)
+        if self._requested_prune.get(fkey) != memo:
+            self._requested_prune[fkey] = memo
+            stale = sorted(federated.stale_clusters(view, linked))
+            _log.info("pruning %s: no Link targets %s", fkey, ", ".join(stale) or "any cluster")
+            self._out.append(ApplyFederated(op))
 
     def _reconcile_mirror(self, key: ObjectKey) -> None:
         link = self.link
@@ -635,6 +679,7 @@ class MirrorCore:
 
     def _forget(self, mkey: ObjectKey) -> None:
         self._requested_fed.pop(mkey, None)
+        self._requested_prune.pop(mkey, None)
         self._requested_svc.pop(mkey, None)
         self._requested_ep.pop(mkey, None)
         self._requested_del.discard(mkey)
