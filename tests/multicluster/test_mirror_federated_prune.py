@@ -20,6 +20,8 @@ from mesh.multicluster.mirror.federated import (
     Federated,
     Prune,
     apply,
+    leftovers,
+    link_target,
     prune,
 )
 from mesh.multicluster.mirror.kube import apply_claim
@@ -118,6 +120,34 @@ def test_prune_clears_the_metadata_record_of_a_pruned_owner_only() -> None:
     owned_locally = prune(fed("web@c1", "web", owner="web"), frozenset({"c2"}))
     assert owned_locally is not None
     assert owned_locally.annotations[FROM_ANNOTATION].endswith(" web")
+
+
+def _manifest(name: str, service_labels: dict[str, str]) -> dict[str, object]:
+    return {"metadata": {"name": name, "namespace": "shop", "labels": service_labels}}
+
+
+def test_link_targets_are_read_leniently() -> None:
+    ok = {"metadata": {"name": "to-east"}, "spec": {"targetClusterName": "east"}}
+    assert link_target(ok) == ("to-east", "east")
+    assert link_target({"metadata": {"name": "north"}, "spec": 3}) == ("north", "north")
+    assert link_target({"metadata": {"name": "x"}, "spec": {"targetClusterName": ""}}) == (
+        "x",
+        "x",
+    )
+
+
+def test_unlink_leftovers_are_every_federated_service_only_when_no_other_link_is_left() -> None:
+    mirrored = {labels.MIRRORED_SERVICE: "true"}
+    services = [
+        _manifest("web-federated", mirrored),
+        _manifest("web-east", {**mirrored, labels.CLUSTER_NAME: "east"}),
+        _manifest("other-federated", {"app": "mine"}),
+    ]
+    east = {"metadata": {"name": "east"}, "spec": {"targetClusterName": "east"}}
+    north = {"metadata": {"name": "north"}, "spec": {"targetClusterName": "north"}}
+    assert leftovers(services, [east], "east") == [services[0]]
+    assert leftovers(services, [], "east") == [services[0]], "the Link was deleted already"
+    assert leftovers(services, [east, north], "east") == [], "north's controller prunes"
 
 
 # -- several Links' cores -----------------------------------------------------------------------

@@ -35,7 +35,7 @@ from mesh.multicluster.kubeconfig import KubeconfigError, RemoteCluster, parse_k
 from mesh.multicluster.mirror.admin import MirrorMetrics
 from mesh.multicluster.mirror.core import MirrorCore
 from mesh.multicluster.mirror.desired import MirrorEndpoints, MirrorService
-from mesh.multicluster.mirror.federated import Op
+from mesh.multicluster.mirror.federated import Op, link_target
 from mesh.multicluster.mirror.link import Link, LinkError, parse_link
 from mesh.multicluster.mirror.liveness import ProbeOutcome
 from mesh.multicluster.mirror.messages import (
@@ -186,14 +186,6 @@ def _describe(e: BaseException) -> str:
     return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
-def _link_target(obj: dict[str, Any]) -> tuple[str, str]:
-    """A Link's name and target cluster, read leniently (an invalid Link still counts)."""
-    name = str(obj.get("metadata", {}).get("name", ""))
-    spec = obj.get("spec")
-    target = spec.get("targetClusterName") if isinstance(spec, dict) else None
-    return name, target if isinstance(target, str) and target else name
-
-
 class _Reconnect(Exception):
     """Too many remote failures in a row: read the credentials again."""
 
@@ -284,11 +276,11 @@ class MirrorController:
         """Every Link in the namespace -> its target cluster (federated entries live by it)."""
         async for event in self._local.links():
             if isinstance(event, Listed):
-                clusters = dict(_link_target(o) for o in event.objects)
+                clusters = dict(link_target(o) for o in event.objects)
             elif isinstance(event, Deleted):
-                clusters.pop(_link_target(event.obj)[0], None)
+                clusters.pop(link_target(event.obj)[0], None)
             else:
-                name, cluster = _link_target(event.obj)
+                name, cluster = link_target(event.obj)
                 clusters[name] = cluster
             # before our own Link's news, so the core never claims for a cluster it prunes
             self._queue.put_nowait(LinksChanged(frozenset(clusters.values())))

@@ -29,7 +29,7 @@ Rules:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,6 +49,8 @@ __all__ = [
     "claim_for",
     "federated_key",
     "is_federated",
+    "leftovers",
+    "link_target",
     "member_key",
     "merge",
     "prune",
@@ -279,6 +281,43 @@ def merge(observed: Federated | None, claim: Claim) -> Federated | None:
     if observed is not None and _same(observed, nxt):
         return observed
     return nxt
+
+
+def link_target(obj: Mapping[str, Any]) -> tuple[str, str]:
+    """A Link's name and target cluster, read leniently (an unusable Link still counts)."""
+    meta = obj.get("metadata")
+    name = str(meta.get("name", "")) if isinstance(meta, Mapping) else ""
+    spec = obj.get("spec")
+    target = spec.get("targetClusterName") if isinstance(spec, Mapping) else None
+    return name, target if isinstance(target, str) and target else name
+
+
+def leftovers(
+    services: Iterable[Mapping[str, Any]], links: Iterable[Mapping[str, Any]], link_name: str
+) -> list[Mapping[str, Any]]:
+    """Federated Services (manifests) nobody will prune once Link ``link_name`` goes.
+
+    ``multicluster unlink`` deletes the controller before the Link. While another Link is
+    left, its controller prunes the entries (and deletes what is left empty); when none
+    is, every federated Service is left with no member it may keep, so unlink lists them.
+    """
+    if any(name != link_name for name, _ in map(link_target, links)):
+        return []
+    out = []
+    for obj in services:
+        meta = obj.get("metadata") or {}
+        service = Service(
+            str(meta.get("namespace", "")), str(meta.get("name", "")), labels=_labels_of(meta)
+        )
+        if is_federated(service):
+            out.append(obj)
+    return out
+
+
+def _labels_of(meta: Mapping[str, Any]) -> dict[str, str]:
+    """``metadata.labels`` of a manifest as strings (absent: empty)."""
+    found = meta.get("labels") or {}
+    return {str(k): str(v) for k, v in found.items()} if isinstance(found, Mapping) else {}
 
 
 def _cluster_of(member_id: str) -> str | None:
