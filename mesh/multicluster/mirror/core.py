@@ -16,11 +16,8 @@ Rules:
 - Bad input never stops the core: an invalid Link or an unreachable remote freezes the
   mirrors as they are and is reported as the Link's ``Ready`` condition and an Event;
   a remote Service that cannot be mirrored is reported on its own status entry.
-- Federated services (``federated``): for each member name the core claims its cluster's
-  member and the local one, and asks for a merge whenever the observed object does not
-  already reflect the claim. Independently of its own Link's state (it may be deleted),
-  once the Links and the local Services are listed the core asks to prune the entries
-  of clusters no Link targets from every federated Service it sees.
+- Federated services are decided by ``federated_sync`` (merges of this cluster's claim,
+  and prunes of entries no Link stands for, even when the core's own Link is gone).
 """
 
 from __future__ import annotations
@@ -41,18 +38,17 @@ from mesh.multicluster.mirror.desired import (
     Mode,
     Unmirrorable,
     endpoints_current,
-    is_mirror,
     mirror_endpoints,
     mirror_mode,
     mirror_service,
     service_current,
 )
+from mesh.multicluster.mirror.federated_sync import FederatedSync
 from mesh.multicluster.mirror.link import Link
 from mesh.multicluster.mirror.link_status import CONTROLLER_NAME, LinkStatus
 from mesh.multicluster.mirror.liveness import GatewaySet, ProbeOutcome
 from mesh.multicluster.mirror.messages import (
     ApplyEndpoints,
-    ApplyFederated,
     ApplyService,
     Command,
     CommandFailed,
@@ -122,14 +118,10 @@ class MirrorCore:
         self._requested_ep: dict[ObjectKey, MirrorEndpoints] = {}
         self._requested_del: set[ObjectKey] = set()
         self._requested_ep_del: set[ObjectKey] = set()
-        self._requested_fed: dict[ObjectKey, tuple[federated.Claim, str]] = {}
-        self._requested_prune: dict[ObjectKey, tuple[federated.Prune, str]] = {}
-        self._linked: frozenset[str] | None = None
-        """Target clusters of the Links in the namespace; ``None`` until listed."""
+        self._fed = FederatedSync(self._out_append, self._warn)
         self._parent: dict[ObjectKey, ObjectKey] = {}
         """Per-host mirror -> its headless mirror (both local keys)."""
         self._children: dict[ObjectKey, set[ObjectKey]] = {}
-        self._fed_conflicts: set[ObjectKey] = set()
         self._failed: dict[ObjectKey, str] = {}
         self._status = LinkStatus(clock)
         self._gc_done = False
@@ -169,6 +161,9 @@ class MirrorCore:
     def mirrors(self) -> dict[ObjectKey, Service]:
         return dict(self._local.mirrors)
 
+    def _out_append(self, command: Command) -> None:
+        self._out.append(command)
+
     # -- events -----------------------------------------------------------------------------
 
     def handle(self, event: Event) -> list[Command]:
@@ -178,8 +173,7 @@ class MirrorCore:
         prune_all = False
         match event:
             case LinksChanged(clusters):
-                prune_all = clusters != self._linked
-                self._linked = clusters
+                prune_all = self._fed.set_linked(clusters)
             case LinkUpdated(link, ips):
                 full = self._on_link(link, ips)
             case LinkInvalid(reason, message):
@@ -214,12 +208,12 @@ class MirrorCore:
             else:
                 for key in sorted(dirty):
                     self._reconcile(key)
-        if self._pruning():
+        if self._local.services_listed:
             if prune_all or full:
-                self._prune_all()
+                self._fed.prune_all(self._local.foreign)
             else:
                 for key in sorted(dirty):
-                    self._prune(federated.federated_key(key))
+                    self._fed.prune(federated.federated_key(key), self._local.foreign)
         out, self._out = self._out, []
         return out
 
@@ -457,74 +451,10 @@ class MirrorCore:
 
     def _reconcile(self, key: ObjectKey) -> None:
         self._reconcile_mirror(key)
-        self._reconcile_federated(key)
-
-    def _federated_member(self, svc: Service | None) -> Service | None:
         link = self.link
         assert link is not None
-        if svc is None or federated.is_federated(svc) or is_mirror(svc):
-            return None
-        return svc if link.federated_selector.matches(svc.labels) else None
-
-    def _reconcile_federated(self, key: ObjectKey) -> None:
-        """Ask for a merge of this cluster's claim on ``<key>-federated`` if it is not reflected."""
-        link = self.link
-        assert link is not None
-        try:
-            fkey = federated.federated_key(key)
-            naming.mirror_name(key.name, "federated")  # a valid Service name
-        except naming.InvalidName:
-            return
-        remote = self._federated_member(self._remote.services.get(key))
-        local = self._federated_member(self._local.foreign.get(key))
-        observed = self._local.foreign.get(fkey)
-        if observed is not None and not federated.is_federated(observed):
-            if (remote or local) and fkey not in self._fed_conflicts:
-                self._fed_conflicts.add(fkey)
-                self._warn("NameConflict", f"local Service {fkey} exists and is not federated")
-            return
-        self._fed_conflicts.discard(fkey)
-        if remote is None and local is None and observed is None:
-            self._requested_fed.pop(fkey, None)
-            return
-        if self._linked is not None and self.cluster not in self._linked:
-            return  # the Links listed lack ours (it is going): pruning, not claiming
-        if key.namespace not in self._local.namespaces:
-            return
-        claim = federated.claim_for(key, link, remote, local)
-        view = federated.view_of(observed) if observed is not None else None
-        if federated.merge(view, claim) is view:
-            return
-        memo = (claim, observed.resource_version if observed is not None else "")
-        if self._requested_fed.get(fkey) != memo:
-            self._requested_fed[fkey] = memo
-            self._out.append(ApplyFederated(claim))
-
-    def _pruning(self) -> bool:
-        return self._linked is not None and self._local.services_listed
-
-    def _prune_all(self) -> None:
-        for fkey in sorted(self._local.foreign):
-            self._prune(fkey)
-
-    def _prune(self, fkey: ObjectKey) -> None:
-        """Ask to prune ``fkey`` of entries no Link stands for, if it has any."""
-        observed = self._local.foreign.get(fkey)
-        member = federated.member_key(fkey)
-        if observed is None or member is None or not federated.is_federated(observed):
-            self._requested_prune.pop(fkey, None)
-            return
-        linked = self._linked or frozenset()
-        view = federated.view_of(observed)
-        if federated.prune(view, linked) is view:
-            return
-        op = federated.Prune(fkey.namespace, member.name, linked)
-        memo = (op, observed.resource_version)
-        if self._requested_prune.get(fkey) != memo:
-            self._requested_prune[fkey] = memo
-            stale = sorted(federated.stale_clusters(view, linked))
-            _log.info("pruning %s: no Link targets %s", fkey, ", ".join(stale) or "any cluster")
-            self._out.append(ApplyFederated(op))
+        lo = self._local
+        self._fed.reconcile(key, link, self._remote.services.get(key), lo.foreign, lo.namespaces)
 
     def _reconcile_mirror(self, key: ObjectKey) -> None:
         link = self.link
@@ -678,8 +608,7 @@ class MirrorCore:
             self._out.append(DeleteMirror(mkey, why))
 
     def _forget(self, mkey: ObjectKey) -> None:
-        self._requested_fed.pop(mkey, None)
-        self._requested_prune.pop(mkey, None)
+        self._fed.forget(mkey)
         self._requested_svc.pop(mkey, None)
         self._requested_ep.pop(mkey, None)
         self._requested_del.discard(mkey)
