@@ -3,7 +3,8 @@
 A Service labelled ``mirror.linkerd.io/federated=member`` in a linked cluster or in the
 source itself makes the source's mirror controllers keep ``<svc>-federated``: annotated
 with every remote member (``svc@cluster``, sorted) and the local one, without Endpoints,
-carrying the oldest member's labels and ports, and gone with its last member. On
+carrying the oldest member's labels and ports, and gone with its last member; a link's
+entries leave with the link (its Link deleted, or unlinked). On
 ``two-flat`` the members are in ``target`` and ``source``; on ``three-flat`` a second
 link (``source`` mirrors ``west``) shows two controllers sharing one object.
 """
