@@ -12,10 +12,12 @@ Two cores, both fed events and never doing I/O:
 - ``RemoteClusters`` keeps, per linked cluster, one snapshot of its Services,
   EndpointSlices and Pods (shared by every lookup) and its trust domain. Events of a
   superseded session are ignored. A remote API server that goes away keeps the last
-  snapshot in use; its next listing replaces it.
+  snapshot in use; its next listing replaces it. One that refuses the credentials
+(401/403) does not: they are unusable, and the snapshot is stale until they list again.
 
 A cluster is *not found* (CONF-26) when no Link targets it, its Secret is missing or
-unusable, or its API server failed before the first complete listing. Until the Links
+unusable, its API server refuses the credentials, or it failed before the first
+complete listing. Until the Links
 and Secrets have been listed once, nothing is known, so nothing is declared missing.
 """
 
@@ -133,6 +135,8 @@ class RemoteUnreachable:
     cluster: str
     session: int
     error: str
+    refused: bool = False
+    """The API server refused the credentials (401/403): they are unusable, not the network."""
 
 
 RemoteEvent = (
@@ -275,6 +279,7 @@ class _Cluster:
     snapshot: ClusterSnapshot = field(default_factory=ClusterSnapshot)
     trust_domain: str | None = None
     error: str = ""
+    refused: bool = False
 
 
 class RemoteClusters:
@@ -312,8 +317,8 @@ class RemoteClusters:
         if state is None or state.session != event.session:
             return frozenset()
         if isinstance(event, RemoteObjects):
-            was_found = not state.error or state.snapshot.synced
-            state.error = ""
+            was_found = _found(state)
+            state.error, state.refused = "", False
             touched = state.snapshot.apply(event.event)
             return touched if was_found else ALL_NAMESPACES
         if isinstance(event, RemoteTrustDomain):
@@ -322,15 +327,18 @@ class RemoteClusters:
             state.trust_domain = event.trust_domain
             return ALL_NAMESPACES
         assert isinstance(event, RemoteUnreachable)
-        changed = not state.error and not state.snapshot.synced
+        was_found = _found(state)
         state.error = event.error
-        return ALL_NAMESPACES if changed else frozenset()
+        state.refused = state.refused or event.refused
+        return ALL_NAMESPACES if was_found != _found(state) else frozenset()
 
     def clusters(self) -> Mapping[str, str]:
         """Each known cluster and its state in words (for logs and tests)."""
         states = {c: f"not found: {r}" for c, r in self._missing.items()}
         for name, c in self._clusters.items():
-            if c.snapshot.synced:
+            if c.refused:
+                states[name] = f"credentials refused: {c.error}"
+            elif c.snapshot.synced:
                 states[name] = "synced" + (f" (last error: {c.error})" if c.error else "")
             else:
                 states[name] = f"unreachable: {c.error}" if c.error else "listing"
@@ -343,6 +351,8 @@ class RemoteClusters:
         state = self._clusters.get(cluster)
         if state is None:
             return self._missing.get(cluster, "no Link targets it")
+        if state.refused:
+            return f"its API server refuses the credentials: {state.error}"
         if state.error and not state.snapshot.synced:
             return f"its API server is unreachable: {state.error}"
         config = DiscoveryConfig(
@@ -353,6 +363,11 @@ class RemoteClusters:
             proxy_inbound_port=self.local.proxy_inbound_port,
         )
         return RemoteView(cluster, state.snapshot, config)
+
+
+def _found(state: _Cluster) -> bool:
+    """Whether lookups are answered from ``state`` (``find`` gives a view)."""
+    return not state.refused and (not state.error or state.snapshot.synced)
 
 
 REMOTE_EVENT_TYPES = (

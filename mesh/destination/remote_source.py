@@ -50,9 +50,12 @@ from mesh.multicluster import labels as mc
 from mesh.multicluster.mirror.kube import LinkResource, remote_client
 from mesh.multicluster.mirror.link import parse_link
 
-__all__ = ["RemoteSettings", "RemoteSource", "credentials", "linked_cluster"]
+__all__ = ["RemoteSettings", "RemoteSource", "credentials", "credentials_refused", "linked_cluster"]
 
 _log = logging.getLogger(__name__)
+
+_REFUSED = frozenset({401, 403})
+"""Answers of a remote API server that mean the credentials are unusable there."""
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,11 @@ def credentials(obj: core_v1.Secret) -> Credentials:
 def _trust_domain(config: core_v1.ConfigMap) -> str:
     tree = yaml.safe_load((config.data or {}).get("values", "")) or {}
     return Values.from_config(tree, strict=False).identity_trust_domain
+
+
+def credentials_refused(e: BaseException) -> bool:
+    """Whether a remote API server's answer says the credentials are unusable there."""
+    return isinstance(e, ApiError) and e.status.code in _REFUSED
 
 
 def _describe(e: BaseException) -> str:
@@ -182,7 +190,8 @@ class RemoteSource:
 
         def unreachable(e: Exception) -> None:
             _log.warning("remote discovery: cluster %s: %s", cluster, _describe(e))
-            queue.put_nowait(RemoteUnreachable(cluster, session, _describe(e)))
+            refused = credentials_refused(e)
+            queue.put_nowait(RemoteUnreachable(cluster, session, _describe(e), refused))
 
         try:
             client = remote_client(connect.remote, self._settings.request_timeout)

@@ -149,6 +149,7 @@ class DiscoveryHub:
                 changes = self.watcher.apply(event)
                 if self.watcher.synced:
                     self._synced.set()
+                # updates before the end of a stream: a stream told not found is emptied first
                 for sub, updates in changes.endpoints.items():
                     self._endpoint_queues[sub].put_nowait(updates)
                 for sub, message in changes.not_found.items():

@@ -9,7 +9,10 @@ every event. Subscribe only once ``synced``: before that, every service looks
 missing. Remote-discovery mirrors and federated services are answered from the
 remote clusters' snapshots (``remotes``); subscribing to one whose cluster is not
 found raises ``RemoteClusterNotFound`` at once (CONF-26), and a subscription whose
-cluster stops being found is told to end the same way (``Changes.not_found``).
+cluster stops being found (its Link or credentials Secret deleted or unusable, or its
+API server refusing the credentials) is first sent ``NoEndpoints(exists=False)`` (the
+proxy empties its set: it keeps the last endpoints of a stream that merely ends) and
+then told to end the same way (``Changes.not_found``).
 TrafficSplit and HTTPRoute events feed the ``SplitStore`` the profiles
 are split by; they do not count towards ``synced`` (a cluster without those
 CRDs still gets discovery).
@@ -147,6 +150,8 @@ class DestinationWatcher:
             resolution = self._resolve(watch.target)
             if isinstance(resolution, RemoteMissing):
                 if not isinstance(watch.seen, RemoteMissing):
+                    # the proxy keeps the last endpoints of a stream that ends: empty them first
+                    changes.endpoints[sub] = diff(watch.seen, resolution)
                     changes.not_found[sub] = resolution.message
                 watch.seen = resolution
                 continue

@@ -3,7 +3,8 @@
 A Service labelled ``mirror.linkerd.io/federated=member`` in a linked cluster or in the
 source itself makes the source's mirror controllers keep ``<svc>-federated``: annotated
 with every remote member (``svc@cluster``, sorted) and the local one, without Endpoints,
-carrying the oldest member's labels and ports, and gone with its last member. On
+carrying the oldest member's labels and ports, and gone with its last member; a link's
+entries leave with the link (its Link deleted, or unlinked). On
 ``two-flat`` the members are in ``target`` and ``source``; on ``three-flat`` a second
 link (``source`` mirrors ``west``) shows two controllers sharing one object.
 """
@@ -23,6 +24,7 @@ from harness.kube import Kube
 from harness.reporting import Evidence
 from suites.mesh._support import deploy_server, statuses
 from suites.multicluster._support import (
+    delete_link,
     delete_service,
     endpoints,
     eventually,
@@ -168,6 +170,48 @@ def test_federated_service_follows_its_members(
     with evidence.step("the last member leaves"):
         delete_service(src, ns, "fed")
     gone(linked, SOURCE, ns, "fed-federated")
+
+
+@pytest.mark.requires(clusters=2)
+@pytest.mark.conformance(
+    short_name="mc-federated-link-leaves",
+    description="A target member federated by two links (the shared one and a link of the "
+    "test's own) is annotated svc@target,svc@<link>; deleting the Link object while its "
+    "controller runs, and multicluster unlink of another link (controller deleted first), "
+    "each take that link's entry out and leave the shared link's (CONF-28: the member list "
+    "follows the links)",
+    features=FEATURES,
+    profile="multicluster",
+    conf=["CONF-28"],
+)
+def test_a_links_entries_leave_with_the_link(
+    linked: Linked, mc_namespace: str, evidence: Evidence
+) -> None:
+    ns = mc_namespace
+    src = linked.kube[SOURCE]
+    try:
+        for how in ("Link deleted", "unlinked"):
+            name = private_name("fedlk")
+            with private_link(linked, name, None):
+                with evidence.step(f"a target member federated by the links target and {name}"):
+                    if how == "Link deleted":
+                        export_service(linked, TARGET, ns, "fed4", key=FEDERATED, value="member")
+                    both = ",".join(sorted(["fed4@target", f"fed4@{name}"]))
+                    evidence.record(
+                        f"federated-{how}-before", federated(src, ns, "fed4", both, None)
+                    )
+                if how == "Link deleted":
+                    with evidence.step(f"delete the Link {name} (its controller keeps running)"):
+                        delete_link(src, name)
+                    after = federated(src, ns, "fed4", "fed4@target", None)
+                    evidence.record(f"federated-{how}-after", after)
+            if how == "unlinked":
+                after = federated(src, ns, "fed4", "fed4@target", None)
+                evidence.record(f"federated-{how}-after", after)
+            no_endpoints(src, ns, "fed4-federated")
+    finally:
+        delete_service(linked.kube[TARGET], ns, "fed4")
+    gone(linked, SOURCE, ns, "fed4-federated")
 
 
 @pytest.mark.requires(clusters=3)

@@ -398,8 +398,9 @@ def test_unknown_cluster_is_not_found_at_once(p2p: PodToPod, evidence: Evidence)
     short_name="mc-remote-discovery-broken-credentials",
     description="A link of its own serves a remote-discovery mirror pod to pod through its "
     "credentials Secret; once that Secret holds an unusable kubeconfig, discovery answers "
-    "'remote cluster not found' for the link's cluster and a fresh client's requests fail "
-    "fast instead of hanging (CONF-26)",
+    "'remote cluster not found' for the link's cluster, the client already streaming drops "
+    "the stale endpoints, and a fresh client's requests fail fast instead of hanging "
+    "(CONF-26)",
     features=["multicluster", "remote-discovery", "injection"],
     profile="multicluster",
     conf=["CONF-26"],
@@ -430,10 +431,24 @@ def test_broken_credentials_are_not_found_at_once(p2p: PodToPod, evidence: Evide
             assert lines, f"destination has not answered {message!r}"
             return lines
 
-        # a proxy already streaming keeps its last endpoints (as for any discovery
-        # failure); the claim is discovery's answer, and a fresh lookup failing fast
         lines = eventually(f"[{SOURCE}] discovery answers {message!r}", answered)
         evidence.record("discovery_answer", lines[-3:])
+
+        # the pods are still reachable pod to pod: only dropped endpoints stop the answers
+        def stale_dropped() -> dict[str, int]:
+            result = client.run(url, 3, timeout=10, concurrency=1, label=f"streaming -> {url}")
+            seen = statuses(result)
+            assert "200" not in seen, (
+                f"CONF-26: expected the client already streaming {SERVER}-{name} to drop its "
+                f"endpoints once the credentials broke; statuses {seen}"
+            )
+            return seen
+
+        with evidence.step("the client already streaming is no longer answered"):
+            dropped = eventually(
+                f"[{SOURCE}] the streaming client's endpoints dropped", stale_dropped
+            )
+        evidence.record("streaming_client_statuses", dropped)
         fresh = Workloads(linked.kube, ns, evidence).client(SOURCE, name="fresh")
         started = time.monotonic()
         result = fresh.run(url, 3, timeout=10, concurrency=1, label=f"fresh -> {url}")

@@ -9,7 +9,14 @@ from dataclasses import replace
 import pytest
 import yaml
 
-from mesh.destination import Add, Address, DestinationWatcher, NoEndpoints, WeightedEndpoint
+from mesh.destination import (
+    Add,
+    Address,
+    DestinationWatcher,
+    NoEndpoints,
+    Remove,
+    WeightedEndpoint,
+)
 from mesh.destination.authority import IpTarget, ServiceTarget
 from mesh.destination.remote import (
     ClusterLinked,
@@ -25,7 +32,7 @@ from mesh.destination.remote import (
     RemoteUnreachable,
 )
 from mesh.destination.remote_endpoints import Member, RemoteMissing, remote_spec
-from mesh.destination.watcher import RemoteClusterNotFound
+from mesh.destination.watcher import Changes, RemoteClusterNotFound
 from mesh.k8s.events import Deleted, Listed, Upserted
 from mesh.k8s.objects import EndpointSlice, Pod, Service
 from tests.destination.support import CONFIG, NS, endpoint, pod, service, slice_of
@@ -306,9 +313,94 @@ def test_unlinking_during_a_stream_ends_it_not_found() -> None:
     sub, _ = w.watch_endpoints(TARGET)
     changes = w.apply(ClusterNotFound("west", "no Link targets it"))
     assert changes.not_found == {sub: "remote cluster not found: west (no Link targets it)"}
-    assert sub not in changes.endpoints
+    assert changes.endpoints[sub] == [NoEndpoints(exists=False)], "emptied before it ends"
     # told once: a later event changes nothing for it
-    assert sub not in w.apply(LinksListed()).not_found
+    later = w.apply(LinksListed())
+    assert sub not in later.not_found
+    assert sub not in later.endpoints
+
+
+def feed_credentials(w: DestinationWatcher, core: LinkCredentials, event: object) -> list[object]:
+    """What the credentials core says about ``event``, passed on to the watcher."""
+    out = core.apply(event)  # type: ignore[arg-type]
+    said: list[object] = []
+    for o in out:
+        if not isinstance(o, Connect | Disconnect):
+            said.append(w.apply(o))
+    return said
+
+
+@pytest.mark.parametrize(
+    ("how", "reason"),
+    [
+        ("Secret deleted", "cluster-credentials-west is missing"),
+        ("key removed", "unusable: it has no key"),
+        ("kubeconfig garbage", "unusable kubeconfig"),
+        ("Link deleted", "no Link targets it"),
+    ],
+)
+def test_a_stream_is_emptied_and_ended_when_its_credentials_break(how: str, reason: str) -> None:
+    """The credentials core and the discovery core together: the stream of a proxy that was
+    already streaming gets ``NoEndpoints`` then ends, and a new lookup fails (CONF-26)."""
+    w = watcher()
+    core = LinkCredentials()
+    for o in listed(core, (WEST,), (creds(WEST),)):
+        if not isinstance(o, Connect):
+            w.apply(o)
+    session = core._active["west"].session
+    w.apply(RemoteTrustDomain("west", session, REMOTE_TD))
+    w.apply(RemoteObjects("west", session, Listed(Service, (BB,))))
+    w.apply(
+        RemoteObjects("west", session, Listed(EndpointSlice, (slice_of(BB, [endpoint(BB_POD)]),)))
+    )
+    w.apply(RemoteObjects("west", session, Listed(Pod, (BB_POD,))))
+    sub, first = w.watch_endpoints(TARGET)
+    assert isinstance(first[0], Add)
+    event: object = {
+        "Secret deleted": Deleted(creds(WEST)),
+        "key removed": Upserted(Credentials(WEST.credentials_secret, problem="it has no key")),
+        "kubeconfig garbage": Upserted(Credentials(WEST.credentials_secret, kubeconfig="a: [")),
+        "Link deleted": Deleted(WEST),
+    }[how]
+    said = feed_credentials(w, core, event)
+    ended = [c for c in said if isinstance(c, Changes) and sub in c.not_found]
+    assert len(ended) == 1, f"{how}: expected the stream to end once; the watcher said {said}"
+    assert ended[0].endpoints[sub] == [NoEndpoints(exists=False)], f"{how}: not emptied first"
+    assert reason in ended[0].not_found[sub], ended[0].not_found[sub]
+    with pytest.raises(RemoteClusterNotFound, match=reason):
+        w.watch_endpoints(TARGET)
+
+
+def test_credentials_refused_by_the_remote_end_the_stream_until_they_list_again() -> None:
+    w = watcher()
+    link_west(w)
+    sub, _ = w.watch_endpoints(TARGET)
+    changes = w.apply(RemoteUnreachable("west", 1, "401 Unauthorized: token revoked", True))
+    assert changes.endpoints[sub] == [NoEndpoints(exists=False)]
+    assert "refuses the credentials: 401" in changes.not_found[sub]
+    assert not w.apply(RemoteUnreachable("west", 1, "401 Unauthorized", True)), "said once"
+    with pytest.raises(RemoteClusterNotFound, match="refuses the credentials"):
+        w.watch_endpoints(TARGET)
+    assert w.remotes.clusters()["west"].startswith("credentials refused")
+    # credentials fixed: the session lists again and lookups are answered
+    changes = w.apply(RemoteObjects("west", 1, Listed(Pod, (BB_POD,))))
+    assert [type(u) for u in changes.endpoints[sub]] == [Add], changes
+    _, again = w.watch_endpoints(TARGET)
+    assert isinstance(again[0], Add)
+
+
+def test_a_federated_member_whose_credentials_break_leaves_the_stream() -> None:
+    """The other members still serve: the stream goes on without that member's endpoints."""
+    local_bb = service("bb", cluster_ip="10.101.0.9")
+    local_pod = pod("bb-local", "10.102.0.3", sa="bb")
+    w = watcher(federated("bb@west", local="bb"), local_bb)
+    w.apply(Listed(EndpointSlice, (slice_of(local_bb, [endpoint(local_pod)]),)))
+    w.apply(Listed(Pod, (local_pod,)))
+    link_west(w)
+    sub, _ = w.watch_endpoints(ServiceTarget(NS, "bb-federated", 80, "east.example"))
+    changes = w.apply(ClusterNotFound("west", "Secret cluster-credentials-west is missing"))
+    assert sub not in changes.not_found
+    assert changes.endpoints[sub] == [Remove((Address(BB_POD.ip, 8080),))]
 
 
 def test_without_a_remote_trust_domain_the_local_one_is_assumed() -> None:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import base64
 
+import httpx2
 import pytest
+from lightkube.core.exceptions import ApiError
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources import core_v1
 
 from mesh.destination.remote import LinkedCluster
-from mesh.destination.remote_source import credentials, linked_cluster
+from mesh.destination.remote_source import credentials, credentials_refused, linked_cluster
 from mesh.multicluster.mirror.kube import LinkResource
 from mesh.multicluster.mirror.link import LinkError
 
@@ -58,3 +60,25 @@ def test_a_link_names_its_cluster_domain_secret_and_control_plane() -> None:
     )
     with pytest.raises(LinkError):
         linked_cluster(link({"targetClusterName": "west"}))
+
+
+def _api_error(code: int) -> ApiError:
+    request = httpx2.Request("GET", "https://172.30.22.5:6443/api/v1/services")
+    response = httpx2.Response(
+        code, json={"kind": "Status", "code": code, "message": "m"}, request=request
+    )
+    return ApiError(request=request, response=response)
+
+
+@pytest.mark.parametrize(
+    ("error", "refused"),
+    [
+        (_api_error(401), True),
+        (_api_error(403), True),
+        (_api_error(500), False),
+        (_api_error(404), False),
+        (httpx2.ConnectError("All connection attempts failed"), False),
+    ],
+)
+def test_only_401_and_403_say_the_credentials_are_refused(error: Exception, refused: bool) -> None:
+    assert credentials_refused(error) is refused, error

@@ -7,6 +7,7 @@ everything from the hub to the wire is the production code.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 
@@ -341,10 +342,58 @@ async def test_a_stream_whose_cluster_goes_away_ends_not_found() -> None:
         assert isinstance(first, pb.Update)
         assert first.WhichOneof("update") == "add"
         source.push(ClusterNotFound("west", "Secret cluster-credentials-west is unusable"))  # type: ignore[arg-type]
+        emptied = await read(call)
+        assert isinstance(emptied, pb.Update)
+        assert emptied.WhichOneof("update") == "no_endpoints", emptied
+        assert not emptied.no_endpoints.exists
         with pytest.raises(aio.AioRpcError) as e:
             await read(call)
         assert e.value.code() == grpc.StatusCode.NOT_FOUND
         assert "remote cluster not found: west" in (e.value.details() or "")
+    finally:
+        await it.channel.close(None)
+        await it.server.stop()
+
+
+async def test_a_streaming_proxy_drops_the_endpoints_of_a_cluster_whose_credentials_break() -> None:
+    """The proxy's own discovery client keeps the last endpoints of a stream that merely
+    ends; the stream is emptied first, so it holds none (and re-asks, NOT_FOUND at once)."""
+    from mesh.destination.remote import ClusterLinked, ClusterNotFound, LinksListed, RemoteObjects
+    from mesh.proxy.backoff import BackoffSettings
+    from mesh.proxy.discovery import EndpointSet, Replace
+    from mesh.proxy.discovery import Resolution as ProxyResolution
+    from mesh.proxy.discovery_client import DestinationClient
+    from mesh.proxy.envconfig import DestinationSettings, ServiceAddr
+
+    remote_pod = pod("web-5d8f7c9b4-eeeee", "10.9.0.5")
+    source = FakeSource(*listed([RD_MIRROR], [], []))
+    for event in (
+        ClusterLinked("west", 1, "west.example"),
+        LinksListed(),
+        RemoteObjects("west", 1, Listed(Service, (WEB,))),
+        RemoteObjects("west", 1, Listed(EndpointSlice, (slice_of(WEB, [endpoint(remote_pod)]),))),
+        RemoteObjects("west", 1, Listed(Pod, (remote_pod,))),
+    ):
+        source.push(event)  # type: ignore[arg-type]
+    it = await start(source)
+    settings = DestinationSettings(
+        svc=ServiceAddr("127.0.0.1", 1), context="{}", profile_suffixes=("svc.east.example",)
+    )
+    client = DestinationClient(settings, it.channel, backoff=BackoffSettings(0.02, 0.1))
+    seen = EndpointSet()
+    try:
+        async with contextlib.aclosing(client.resolve(RD_AUTHORITY)) as updates:
+            first = await asyncio.wait_for(anext(updates), READ_TIMEOUT)
+            assert isinstance(first, Replace)
+            seen.apply(first)
+            assert [a.host for a in seen.endpoints] == ["10.9.0.5"]
+            source.push(ClusterNotFound("west", "Secret cluster-credentials-west is missing"))  # type: ignore[arg-type]
+            emptied = await asyncio.wait_for(anext(updates), READ_TIMEOUT)
+            seen.apply(emptied)
+            assert not seen.endpoints, f"the proxy still holds {list(seen.endpoints)}"
+            assert seen.state is ProxyResolution.NO_ENDPOINTS
+            with pytest.raises(TimeoutError):  # re-asked, NOT_FOUND: nothing new to apply
+                await asyncio.wait_for(anext(updates), 0.3)
     finally:
         await it.channel.close(None)
         await it.server.stop()

@@ -19,7 +19,7 @@ from mesh.k8s.events import Deleted, Listed, Upserted, WatchEvent
 from mesh.k8s.objects import EndpointSlice, ObjectKey, Service
 from mesh.multicluster.kubeconfig import RemoteCluster
 from mesh.multicluster.mirror.desired import MirrorEndpoints, MirrorService
-from mesh.multicluster.mirror.federated import Claim
+from mesh.multicluster.mirror.federated import Op
 from mesh.multicluster.mirror.liveness import ProbeOutcome
 from mesh.multicluster.mirror.messages import Namespace
 from tests.multicluster.mirror_support import apply_claim_to, as_service
@@ -99,7 +99,7 @@ class FakeLocal:
         self.writes += 1
         self.endpoints.put(eps.key, eps)
 
-    async def apply_federated(self, claim: Claim) -> None:
+    async def apply_federated(self, claim: Op) -> None:
         self._maybe_fail("apply_federated")
         old = self.services.objects.get(claim.key)
         new = apply_claim_to(old, claim, rv=str(next(self._rv)))

@@ -9,7 +9,7 @@ from mesh.k8s.events import Deleted, Listed, Upserted
 from mesh.k8s.objects import Endpoint, EndpointSlice, ObjectKey, Service, ServicePort
 from mesh.multicluster.mirror.core import MirrorCore
 from mesh.multicluster.mirror.desired import MirrorEndpoints, MirrorService
-from mesh.multicluster.mirror.federated import Claim, merge, view_of
+from mesh.multicluster.mirror.federated import Op, apply, view_of
 from mesh.multicluster.mirror.link import Link, parse_link
 from mesh.multicluster.mirror.messages import (
     ApplyEndpoints,
@@ -120,10 +120,10 @@ def as_service(svc: MirrorService, *, rv: str = "1") -> Service:
     )
 
 
-def apply_claim_to(observed: Service | None, claim: Claim, *, rv: str = "1") -> Service | None:
-    """What the local API server holds after ``claim`` is merged into ``observed``."""
+def apply_claim_to(observed: Service | None, claim: Op, *, rv: str = "1") -> Service | None:
+    """What the local API server holds after ``claim`` (a merge or a prune) on ``observed``."""
     view = view_of(observed) if observed is not None else None
-    nxt = merge(view, claim)
+    nxt = apply(view, claim)
     if nxt is view:
         return observed
     if nxt is None:

@@ -532,6 +532,45 @@ def test_unlink_lists_the_links_objects_in_the_source(monkeypatch: pytest.Monkey
     ]
 
 
+FEDERATED_WEB = {
+    "apiVersion": "v1",
+    "kind": "Service",
+    "metadata": {
+        "name": "web-federated",
+        "namespace": "shop",
+        "labels": {mc.MIRRORED_SERVICE: "true"},
+        "annotations": {mc.REMOTE_DISCOVERY: "web@east", mc.LOCAL_DISCOVERY: "web"},
+    },
+}
+
+
+def test_unlink_of_the_last_link_lists_the_federated_services(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No controller is left to prune them: unlink lists them with the mirrors."""
+    use(monkeypatch, Connector({"west": linked_source().add(FEDERATED_WEB)}))
+    code, out, err = run("--context", "west", "multicluster", "unlink", "--cluster-name", "east")
+    assert code == 0, err
+    services = [r["metadata"]["name"] for r in load_all(out) if r["kind"] == "Service"]
+    assert services == ["db-east", "web-east", "web-federated"], services
+
+
+def test_unlink_leaves_federated_services_to_the_other_links(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    north = {
+        "apiVersion": "multicluster.linkerd.io/v1alpha3",
+        "kind": "Link",
+        "metadata": {"name": "north", "namespace": mc.NAMESPACE},
+        "spec": {"targetClusterName": "north"},
+    }
+    use(monkeypatch, Connector({"west": linked_source().add(FEDERATED_WEB, north)}))
+    code, out, err = run("--context", "west", "multicluster", "unlink", "--cluster-name", "east")
+    assert code == 0, err
+    services = [r["metadata"]["name"] for r in load_all(out) if r["kind"] == "Service"]
+    assert services == ["db-east", "web-east"], "north's controller prunes web@east itself"
+
+
 def test_unlink_against_the_wrong_cluster_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
     use(monkeypatch, Connector({"east": installed()}))
     code, out, err = run("--context", "east", "multicluster", "unlink", "--cluster-name", "east")

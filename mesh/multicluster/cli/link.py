@@ -8,7 +8,8 @@ address with the new credentials, so a link to an API server that cannot be
 reached (or a token it rejects) is reported instead of silently accepted
 (CONF-44); ``--skip-api-check`` prints it anyway. ``unlink`` runs against the
 SOURCE and lists what to delete there: the controller, the Link, the mirrors,
-credentials and RBAC (CONF-18).
+credentials and RBAC (CONF-18), and, when it is the last Link, the federated
+services no controller is left to prune.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from mesh.multicluster.linking import (
     service_mirror_objects,
     unlink_references,
 )
+from mesh.multicluster.mirror import federated
 from mesh.multicluster.values import McValues
 
 __all__ = ["link", "link_gen", "unlink"]
@@ -360,7 +362,10 @@ def unlink(
         | kubectl --context west delete -f -
 
     Lists the Link, its mirror controller, its credentials and RBAC, and every
-    mirror of the linked cluster's services (with their Endpoints).
+    mirror of the linked cluster's services (with their Endpoints). The linked
+    cluster's entries in federated services are pruned by the other Links'
+    controllers once the Link is gone; when no other Link is left, the federated
+    services are listed too.
     """
     cluster = open_cluster(target_from(ctx, context, kubeconfig), "source")
     ctx.call_on_close(cluster.close)
@@ -390,6 +395,15 @@ def unlink(
         ):
             found += cluster.list(kube.ENDPOINTS, selector=selector)
             found += cluster.list(kube.SERVICE, selector=selector)
+        if found:
+            mirrors = cluster.list(kube.SERVICE, selector=f"{mc.MIRRORED_SERVICE}=true")
+            try:
+                links = cluster.list(kube.LINK, namespace)
+            except kube.ClusterError as e:
+                if e.status != 404:
+                    raise
+                links = []  # the Link CRD is not served: no Link is left
+            found += [dict(o) for o in federated.leftovers(mirrors, links, cluster_name)]
     except kube.ClusterError as e:
         raise click.ClickException(f"cannot list the link's objects in the source: {e}") from None
     if not found:

@@ -35,7 +35,7 @@ from mesh.multicluster.kubeconfig import KubeconfigError, RemoteCluster, parse_k
 from mesh.multicluster.mirror.admin import MirrorMetrics
 from mesh.multicluster.mirror.core import MirrorCore
 from mesh.multicluster.mirror.desired import MirrorEndpoints, MirrorService
-from mesh.multicluster.mirror.federated import Claim
+from mesh.multicluster.mirror.federated import Op, link_target
 from mesh.multicluster.mirror.link import Link, LinkError, parse_link
 from mesh.multicluster.mirror.liveness import ProbeOutcome
 from mesh.multicluster.mirror.messages import (
@@ -49,6 +49,7 @@ from mesh.multicluster.mirror.messages import (
     Event,
     GatewayState,
     LinkInvalid,
+    LinksChanged,
     LinkUpdated,
     LocalEvent,
     Namespace,
@@ -106,7 +107,7 @@ class LocalCluster(Protocol):
     async def credentials(self, secret: str) -> str: ...
     async def apply_service(self, svc: MirrorService) -> None: ...
     async def apply_endpoints(self, eps: MirrorEndpoints) -> None: ...
-    async def apply_federated(self, claim: Claim) -> None: ...
+    async def apply_federated(self, claim: Op) -> None: ...
     async def delete_service(self, ns: str, name: str) -> None: ...
     async def delete_endpoints(self, ns: str, name: str) -> None: ...
     async def patch_link_status(self, link: str, status: dict[str, Any]) -> None: ...
@@ -271,7 +272,18 @@ class MirrorController:
             self._queue.put_nowait(LocalEvent(event))
 
     async def _links(self) -> None:
+        clusters: dict[str, str] = {}
+        """Every Link in the namespace -> its target cluster (federated entries live by it)."""
         async for event in self._local.links():
+            if isinstance(event, Listed):
+                clusters = dict(link_target(o) for o in event.objects)
+            elif isinstance(event, Deleted):
+                clusters.pop(link_target(event.obj)[0], None)
+            else:
+                name, cluster = link_target(event.obj)
+                clusters[name] = cluster
+            # before our own Link's news, so the core never claims for a cluster it prunes
+            self._queue.put_nowait(LinksChanged(frozenset(clusters.values())))
             if isinstance(event, Listed):
                 mine = [
                     o for o in event.objects if o.get("metadata", {}).get("name") == self.link_name

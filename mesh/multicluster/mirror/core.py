@@ -16,9 +16,8 @@ Rules:
 - Bad input never stops the core: an invalid Link or an unreachable remote freezes the
   mirrors as they are and is reported as the Link's ``Ready`` condition and an Event;
   a remote Service that cannot be mirrored is reported on its own status entry.
-- Federated services (``federated``): for each member name the core claims its cluster's
-  member and the local one, and asks for a merge whenever the observed object does not
-  already reflect the claim.
+- Federated services are decided by ``federated_sync`` (merges of this cluster's claim,
+  and prunes of entries no Link stands for, even when the core's own Link is gone).
 """
 
 from __future__ import annotations
@@ -39,18 +38,17 @@ from mesh.multicluster.mirror.desired import (
     Mode,
     Unmirrorable,
     endpoints_current,
-    is_mirror,
     mirror_endpoints,
     mirror_mode,
     mirror_service,
     service_current,
 )
+from mesh.multicluster.mirror.federated_sync import FederatedSync
 from mesh.multicluster.mirror.link import Link
 from mesh.multicluster.mirror.link_status import CONTROLLER_NAME, LinkStatus
 from mesh.multicluster.mirror.liveness import GatewaySet, ProbeOutcome
 from mesh.multicluster.mirror.messages import (
     ApplyEndpoints,
-    ApplyFederated,
     ApplyService,
     Command,
     CommandFailed,
@@ -59,6 +57,7 @@ from mesh.multicluster.mirror.messages import (
     Event,
     GatewayState,
     LinkInvalid,
+    LinksChanged,
     LinkUpdated,
     LocalEvent,
     Namespace,
@@ -119,11 +118,10 @@ class MirrorCore:
         self._requested_ep: dict[ObjectKey, MirrorEndpoints] = {}
         self._requested_del: set[ObjectKey] = set()
         self._requested_ep_del: set[ObjectKey] = set()
-        self._requested_fed: dict[ObjectKey, tuple[federated.Claim, str]] = {}
+        self._fed = FederatedSync(self._out_append, self._warn)
         self._parent: dict[ObjectKey, ObjectKey] = {}
         """Per-host mirror -> its headless mirror (both local keys)."""
         self._children: dict[ObjectKey, set[ObjectKey]] = {}
-        self._fed_conflicts: set[ObjectKey] = set()
         self._failed: dict[ObjectKey, str] = {}
         self._status = LinkStatus(clock)
         self._gc_done = False
@@ -163,13 +161,19 @@ class MirrorCore:
     def mirrors(self) -> dict[ObjectKey, Service]:
         return dict(self._local.mirrors)
 
+    def _out_append(self, command: Command) -> None:
+        self._out.append(command)
+
     # -- events -----------------------------------------------------------------------------
 
     def handle(self, event: Event) -> list[Command]:
         """Apply ``event``; the commands it calls for, in order."""
         dirty: set[ObjectKey] = set()
         full = False
+        prune_all = False
         match event:
+            case LinksChanged(clusters):
+                prune_all = self._fed.set_linked(clusters)
             case LinkUpdated(link, ips):
                 full = self._on_link(link, ips)
             case LinkInvalid(reason, message):
@@ -204,6 +208,12 @@ class MirrorCore:
             else:
                 for key in sorted(dirty):
                     self._reconcile(key)
+        if self._local.services_listed:
+            if prune_all or full:
+                self._fed.prune_all(self._local.foreign)
+            else:
+                for key in sorted(dirty):
+                    self._fed.prune(federated.federated_key(key), self._local.foreign)
         out, self._out = self._out, []
         return out
 
@@ -441,46 +451,10 @@ class MirrorCore:
 
     def _reconcile(self, key: ObjectKey) -> None:
         self._reconcile_mirror(key)
-        self._reconcile_federated(key)
-
-    def _federated_member(self, svc: Service | None) -> Service | None:
         link = self.link
         assert link is not None
-        if svc is None or federated.is_federated(svc) or is_mirror(svc):
-            return None
-        return svc if link.federated_selector.matches(svc.labels) else None
-
-    def _reconcile_federated(self, key: ObjectKey) -> None:
-        """Ask for a merge of this cluster's claim on ``<key>-federated`` if it is not reflected."""
-        link = self.link
-        assert link is not None
-        try:
-            fkey = federated.federated_key(key)
-            naming.mirror_name(key.name, "federated")  # a valid Service name
-        except naming.InvalidName:
-            return
-        remote = self._federated_member(self._remote.services.get(key))
-        local = self._federated_member(self._local.foreign.get(key))
-        observed = self._local.foreign.get(fkey)
-        if observed is not None and not federated.is_federated(observed):
-            if (remote or local) and fkey not in self._fed_conflicts:
-                self._fed_conflicts.add(fkey)
-                self._warn("NameConflict", f"local Service {fkey} exists and is not federated")
-            return
-        self._fed_conflicts.discard(fkey)
-        if remote is None and local is None and observed is None:
-            self._requested_fed.pop(fkey, None)
-            return
-        if key.namespace not in self._local.namespaces:
-            return
-        claim = federated.claim_for(key, link, remote, local)
-        view = federated.view_of(observed) if observed is not None else None
-        if federated.merge(view, claim) is view:
-            return
-        memo = (claim, observed.resource_version if observed is not None else "")
-        if self._requested_fed.get(fkey) != memo:
-            self._requested_fed[fkey] = memo
-            self._out.append(ApplyFederated(claim))
+        lo = self._local
+        self._fed.reconcile(key, link, self._remote.services.get(key), lo.foreign, lo.namespaces)
 
     def _reconcile_mirror(self, key: ObjectKey) -> None:
         link = self.link
@@ -634,7 +608,7 @@ class MirrorCore:
             self._out.append(DeleteMirror(mkey, why))
 
     def _forget(self, mkey: ObjectKey) -> None:
-        self._requested_fed.pop(mkey, None)
+        self._fed.forget(mkey)
         self._requested_svc.pop(mkey, None)
         self._requested_ep.pop(mkey, None)
         self._requested_del.discard(mkey)

@@ -16,13 +16,20 @@ Rules:
   member id); the chosen member is recorded in ``FROM_ANNOTATION`` so every controller can
   tell whether its own member is older. The controller whose member leaves clears the
   record, and the others claim it again. The object is deleted with its last member.
-- ``merge`` is the only place that decides the next object; the core uses it to decide
-  whether a write is needed, the I/O layer to compute the write from what it just read.
+- An entry lives only while a Link targets its cluster (discovery answers a cluster no
+  Link targets "not found", so the entry could never serve). When a Link goes (deleted,
+  or ``multicluster unlink``), any controller that sees it gone ``prune``s that cluster's
+  entries from every federated Service, its own Link's entries included; the local
+  member is dropped too once no Link at all is left. A pruned member that carried the
+  metadata clears the record, as when it leaves. The object goes with its last member.
+- ``merge`` and ``prune`` (through ``apply``) are the only places that decide the next
+  object; the core uses them to decide whether a write is needed, the I/O layer to
+  compute the write from what it just read.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,11 +43,18 @@ __all__ = [
     "Claim",
     "Federated",
     "Member",
+    "Op",
+    "Prune",
+    "apply",
     "claim_for",
     "federated_key",
     "is_federated",
+    "leftovers",
+    "link_target",
     "member_key",
     "merge",
+    "prune",
+    "stale_clusters",
     "view_of",
 ]
 
@@ -95,6 +109,24 @@ class Claim:
     @property
     def remote_id(self) -> str:
         return f"{self.service}@{self.cluster}"
+
+
+@dataclass(frozen=True)
+class Prune:
+    """Drop from ``<service>-federated`` the entries of clusters outside ``linked``."""
+
+    namespace: str
+    service: str
+    linked: frozenset[str]
+    """Target clusters of the Links that exist (valid or not)."""
+
+    @property
+    def key(self) -> ObjectKey:
+        return federated_key(ObjectKey(self.namespace, self.service))
+
+
+Op = Claim | Prune
+"""What a controller asks to be done to one federated Service."""
 
 
 @dataclass(frozen=True)
@@ -249,6 +281,90 @@ def merge(observed: Federated | None, claim: Claim) -> Federated | None:
     if observed is not None and _same(observed, nxt):
         return observed
     return nxt
+
+
+def link_target(obj: Mapping[str, Any]) -> tuple[str, str]:
+    """A Link's name and target cluster, read leniently (an unusable Link still counts)."""
+    meta = obj.get("metadata")
+    name = str(meta.get("name", "")) if isinstance(meta, Mapping) else ""
+    spec = obj.get("spec")
+    target = spec.get("targetClusterName") if isinstance(spec, Mapping) else None
+    return name, target if isinstance(target, str) and target else name
+
+
+def leftovers(
+    services: Iterable[Mapping[str, Any]], links: Iterable[Mapping[str, Any]], link_name: str
+) -> list[Mapping[str, Any]]:
+    """Federated Services (manifests) nobody will prune once Link ``link_name`` goes.
+
+    ``multicluster unlink`` deletes the controller before the Link. While another Link is
+    left, its controller prunes the entries (and deletes what is left empty); when none
+    is, every federated Service is left with no member it may keep, so unlink lists them.
+    """
+    if any(name != link_name for name, _ in map(link_target, links)):
+        return []
+    out = []
+    for obj in services:
+        meta = obj.get("metadata") or {}
+        service = Service(
+            str(meta.get("namespace", "")), str(meta.get("name", "")), labels=_labels_of(meta)
+        )
+        if is_federated(service):
+            out.append(obj)
+    return out
+
+
+def _labels_of(meta: Mapping[str, Any]) -> dict[str, str]:
+    """``metadata.labels`` of a manifest as strings (absent: empty)."""
+    found = meta.get("labels") or {}
+    return {str(k): str(v) for k, v in found.items()} if isinstance(found, Mapping) else {}
+
+
+def _cluster_of(member_id: str) -> str | None:
+    _, at, cluster = member_id.partition("@")
+    return cluster if at and cluster else None
+
+
+def stale_clusters(observed: Federated, linked: frozenset[str]) -> frozenset[str]:
+    """Clusters with an entry in ``observed`` that no Link targets."""
+    clusters = (_cluster_of(m) for m in observed.remote_ids)
+    return frozenset(c for c in clusters if c is not None and c not in linked)
+
+
+def prune(observed: Federated, linked: frozenset[str]) -> Federated | None:
+    """``observed`` without the entries of clusters outside ``linked`` (and without its local
+    member when ``linked`` is empty); ``None`` when no member is left.
+
+    Returns ``observed`` itself (the same object) when nothing is stale.
+    """
+    stale = stale_clusters(observed, linked)
+    local_id = observed.local_id if linked else ""
+    if not stale and local_id == observed.local_id:
+        return observed
+    remote_ids = [m for m in observed.remote_ids if _cluster_of(m) not in stale]
+    if not remote_ids and not local_id:
+        return None
+    annotations = {
+        k: v
+        for k, v in observed.annotations.items()
+        if k not in (labels.REMOTE_DISCOVERY, labels.LOCAL_DISCOVERY)
+    }
+    if remote_ids:
+        annotations[labels.REMOTE_DISCOVERY] = ",".join(remote_ids)
+    if local_id:
+        annotations[labels.LOCAL_DISCOVERY] = local_id
+    owner = observed.owner
+    if owner is not None and owner[1] not in (*remote_ids, local_id):
+        # The member carrying the metadata was pruned: the remaining ones claim it.
+        annotations.pop(FROM_ANNOTATION, None)
+    return Federated(dict(observed.labels), annotations, observed.ports)
+
+
+def apply(observed: Federated | None, op: Op) -> Federated | None:
+    """The object after ``op``: ``merge`` for a claim, ``prune`` for a prune."""
+    if isinstance(op, Claim):
+        return merge(observed, op)
+    return prune(observed, op.linked) if observed is not None else None
 
 
 def _norm(ports: tuple[ServicePort, ...]) -> frozenset[tuple[str, str, int, str]]:

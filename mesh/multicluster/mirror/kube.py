@@ -137,8 +137,9 @@ class FederatedStore(Protocol):
     async def delete(self, ns: str, name: str) -> None: ...
 
 
-async def apply_claim(store: FederatedStore, claim: fed.Claim) -> str:
-    """Merge ``claim`` into ``<svc>-federated``; what was done (``unchanged`` included).
+async def apply_claim(store: FederatedStore, claim: fed.Op) -> str:
+    """Apply ``claim`` (a merge or a prune) to ``<svc>-federated``; what was done
+    (``unchanged`` included).
 
     Each round reads the object and writes the merge conditionally: creates fail with 409
     when another controller created it first, replaces carry the resourceVersion read and
@@ -150,7 +151,7 @@ async def apply_claim(store: FederatedStore, claim: fed.Claim) -> str:
     for _ in range(FEDERATED_ATTEMPTS):
         obj = await store.get(key.namespace, key.name)
         view = fed.view_of(convert.service(obj)) if obj is not None else None
-        nxt = fed.merge(view, claim)
+        nxt = fed.apply(view, claim)
         if nxt is view:
             return "unchanged"
         try:
@@ -277,7 +278,7 @@ class KubeLocal:
         obj = cast(core_v1.Endpoints, core_v1.Endpoints.from_dict(eps.manifest()))
         await self.client.apply(obj, field_manager=FIELD_MANAGER, force=True)
 
-    async def apply_federated(self, claim: fed.Claim) -> None:
+    async def apply_federated(self, claim: fed.Op) -> None:
         await apply_claim(_KubeFederated(self.client), claim)
 
     async def delete_service(self, ns: str, name: str) -> None:

@@ -12,7 +12,7 @@ from typing import Literal
 from mesh.k8s.events import WatchEvent
 from mesh.k8s.objects import EndpointSlice, ObjectKey, Service
 from mesh.multicluster.mirror.desired import MirrorEndpoints, MirrorService
-from mesh.multicluster.mirror.federated import Claim
+from mesh.multicluster.mirror.federated import Op
 from mesh.multicluster.mirror.link import Link
 from mesh.multicluster.mirror.liveness import ProbeOutcome
 
@@ -28,6 +28,7 @@ __all__ = [
     "GatewayState",
     "LinkInvalid",
     "LinkUpdated",
+    "LinksChanged",
     "LocalEvent",
     "Namespace",
     "ProbeResult",
@@ -63,6 +64,13 @@ class LinkInvalid:
 
     reason: str
     message: str
+
+
+@dataclass(frozen=True)
+class LinksChanged:
+    """The target clusters of every Link in the controller's namespace (valid or not)."""
+
+    clusters: frozenset[str]
 
 
 @dataclass(frozen=True)
@@ -113,6 +121,7 @@ class Retry:
 Event = (
     LinkUpdated
     | LinkInvalid
+    | LinksChanged
     | RemoteEvent
     | LocalEvent
     | RemoteFailed
@@ -137,10 +146,11 @@ class ApplyEndpoints:
 
 @dataclass(frozen=True)
 class ApplyFederated:
-    """Merge ``claim`` into ``<svc>-federated``: read it, ``federated.merge``, write if changed
-    (conditional on the resourceVersion read; a conflict reads again)."""
+    """Apply ``claim`` to ``<svc>-federated``: read it, ``federated.apply`` (a merge or a
+    prune), write if changed (conditional on the resourceVersion read; a conflict reads
+    again)."""
 
-    claim: Claim
+    claim: Op
 
 
 @dataclass(frozen=True)
