@@ -20,6 +20,7 @@ typecheck:
 # Fast unit tests of the sans-IO cores.
 unit *args:
     {{py}} -m pytest tests -q -n 2 {{args}}
+    ISTHMUS_PROXY_COMPILED=0 {{py}} -m pytest tests/proxy -q -n 2 {{args}}
 
 # A short run of every fuzzer (SEC-6), about 50 s; longer runs: ./run bench fuzz.
 fuzz-short:

@@ -27,6 +27,7 @@ import json
 import os
 import pstats
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -236,12 +237,25 @@ def _verdicts(results: dict[str, Any]) -> list[tuple[str, bool | None, str]]:
     return out
 
 
+def proxy_mode() -> str:
+    """How our proxy parts run: ``compiled`` (mypyc, see ``mesh.proxy.compiled``) or ``python``."""
+    done = subprocess.run(
+        [sys.executable, "-c", "import mesh.proxy.compiled as c; print(c.mode())"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    return done.stdout.strip()
+
+
 def run(passes: int, seconds: float, configs: list[str], rates: list[int], as_json: bool) -> None:
     load_before = os.getloadavg()
+    mode = proxy_mode()
     print(
         f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average "
         f"{load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}; "
-        f"{passes} passes, {seconds:g}s per figure",
+        f"{passes} passes, {seconds:g}s per figure; isthmus hot path: {mode}",
         flush=True,
     )
     per_config: dict[str, list[dict[str, Any]]] = {c: [] for c in configs}
@@ -274,6 +288,7 @@ def run(passes: int, seconds: float, configs: list[str], rates: list[int], as_js
     if as_json:
         document = {
             "configs": results,
+            "isthmus_hot_path": mode,
             "load_average": {"before": list(load_before), "after": list(load_after)},
             "seconds": seconds,
         }

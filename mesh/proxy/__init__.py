@@ -4,7 +4,7 @@ Sans-I/O cores (typed events in, typed commands or decisions out; no asyncio):
 ``detect`` (protocol detection), ``balancer`` (P2C over peak-EWMA), ``policy``
 (inbound authorization), ``metrics`` / ``telemetry`` (Prometheus text with
 Linkerd's names and labels), ``tap`` (live events), ``http1`` (HTTP/1.1
-forwarding on h11), ``exchange`` (what a request records), ``discovery`` and
+forwarding on llhttp, via ``h1wire``), ``exchange`` (what a request records), ``discovery`` and
 ``tls`` (the interfaces the control plane fills, and mTLS contexts and sessions).
 
 The asyncio layer: ``server.Proxy`` binds the listeners and hands connections
@@ -16,7 +16,14 @@ The process: ``envconfig`` reads the ``LINKERD2_PROXY_*`` environment;
 control plane's gRPC APIs (retrying with ``backoff``); ``runtime`` wires them
 to a ``Proxy``; ``__main__`` runs it (``isthmus component proxy``). ``init``
 installs the pod's iptables redirection (``isthmus component proxy-init``).
+``compiled`` loads the hot path compiled with mypyc when it is built for these
+sources (first, before any other module of the package is imported).
 """
+
+from mesh.proxy import compiled
+
+compiled.use()
+
 
 from mesh.proxy.config import ProxyConfig, Timeouts
 from mesh.proxy.discovery import (

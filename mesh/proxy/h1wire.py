@@ -119,6 +119,7 @@ class MessageReader:
         "_parser",
         "_reason",
         "_size",
+        "_stopped",
         "_target",
         "_trailers",
         "events",
@@ -135,6 +136,8 @@ class MessageReader:
         self.events: list[Event] = []
         self.skip_body = False
         """The next response answers a HEAD request: it has no body."""
+        self._stopped: Exception | None = None
+        """What a callback raised to stop the parser."""
         self._new_parser()
 
     def _new_parser(self) -> None:
@@ -183,7 +186,8 @@ class MessageReader:
     def on_headers_complete(self) -> None:
         parser = self._parser
         if self._size + len(self._reason) + 16 > self.max_head:
-            raise WireError("head too large", 431)
+            self._stopped = WireError("head too large", 431)
+            raise self._stopped
         self.head_done = True
         headers = self._headers
         version = parser.get_http_version()
@@ -206,7 +210,8 @@ class MessageReader:
         if self.response and self.skip_body and head.status >= 200:
             self.events.append(End([]))
             self.in_message = False
-            raise _SkipBody
+            self._stopped = _SkipBody()
+            raise self._stopped
 
     def on_body(self, data: bytes) -> None:
         self.events.append(Body(data))
@@ -233,12 +238,13 @@ class MessageReader:
         except httptools.HttpParserUpgrade as e:
             self._upgraded(data, int(e.args[0]) if e.args else len(data))
         except httptools.HttpParserCallbackError as e:
-            cause = e.__context__
-            if isinstance(cause, _SkipBody):
+            # why a callback stopped the parser (not the exception's context: compiled, it has none)
+            stopped, self._stopped = self._stopped, None
+            if isinstance(stopped, _SkipBody):
                 self._new_parser()
                 self.events = events
-            elif isinstance(cause, WireError):
-                raise cause from None
+            elif isinstance(stopped, WireError):
+                raise stopped from None
             else:
                 raise WireError(str(e)) from e
         except httptools.HttpParserError as e:
