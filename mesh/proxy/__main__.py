@@ -17,7 +17,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from mesh.proxy import eventloop
+from mesh.proxy import compiled, eventloop
 from mesh.proxy.envconfig import EnvConfig, EnvError, load, log_levels
 from mesh.proxy.runtime import ProxyRuntime
 from mesh.serving import stop_signal
@@ -91,6 +91,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"proxy: {eventloop.ENV}: {e}", file=sys.stderr)
         raise SystemExit(2) from None
     configure_logging(env)
+    log.info("event loop %s, hot path %s", eventloop.loop_name(), compiled.mode())
     try:
         eventloop.run(serve(env))
     except OSError as e:

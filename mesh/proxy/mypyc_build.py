@@ -54,10 +54,9 @@ def build(*, force: bool = False) -> Path:
 def _compile(into: Path) -> None:
     with tempfile.TemporaryDirectory(prefix="isthmus-mypyc-") as tmp:
         src = Path(tmp)
-        (src / "mesh").mkdir()
-        shutil.copy2(_PACKAGE.parent / "__init__.py", src / "mesh" / "__init__.py")
+        # the whole package: mypyc type-checks what the hot path imports (mesh.identity...)
         shutil.copytree(
-            _PACKAGE, src / "mesh" / "proxy", ignore=shutil.ignore_patterns("*.so", "__pycache__")
+            _PACKAGE.parent, src / "mesh", ignore=shutil.ignore_patterns("*.so", "__pycache__")
         )
         config = src / "mypy.ini"
         config.write_text("[mypy]\npython_version = 3.11\n")
