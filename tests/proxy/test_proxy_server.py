@@ -381,6 +381,126 @@ async def test_a_silent_app_gives_504_after_the_response_timeout(mesh: Mesh) -> 
     assert response.headers["l5d-proxy-error"] == "response timed out"
 
 
+BIG = 64 * 1024 * 1024
+"""More than every socket buffer on the path can hold (three loopback connections)."""
+STALL_CHECK = 0.2
+"""Seconds between two looks at the app's progress when deciding it has stalled."""
+STALL_TIMEOUT = 20.0
+
+
+async def test_a_client_that_stops_reading_holds_the_app_back(mesh: Mesh) -> None:
+    """Back-pressure end to end: a response the client does not read stops the app's writes
+    (the proxies pause reading instead of buffering it); then all of it arrives intact."""
+    block = bytes(range(256)) * 256
+    sent = 0
+
+    async def big(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal sent
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % BIG)
+        while sent < BIG:
+            writer.write(block)
+            sent += len(block)
+            await writer.drain()
+        await reader.read()
+        writer.close()
+
+    app = await asyncio.start_server(big, LOOPBACK, 0)
+    async with running(mesh) as pair:
+        pair.server.inbound.original_destination = fixed_destination(
+            Address(LOOPBACK, port_of(app))
+        )
+        reader, writer = await asyncio.open_connection(LOOPBACK, pair.client.outbound_port)
+        writer.write(b"GET /big HTTP/1.1\r\nhost: bb\r\n\r\n")
+        async with asyncio.timeout(STALL_TIMEOUT):  # converge: the app stops making progress
+            before = -1
+            while sent != before:
+                before = sent
+                await asyncio.sleep(STALL_CHECK)
+        stalled_at = sent
+        head = await reader.readuntil(b"\r\n\r\n")
+        received = 0
+        matches = True
+        async with asyncio.timeout(STALL_TIMEOUT):
+            while received < BIG:
+                data = await reader.read(1 << 20)
+                assert data, f"the response ended after {received} of {BIG} bytes"
+                offset = received % len(block)
+                expected = (block * (len(data) // len(block) + 2))[offset : offset + len(data)]
+                matches = matches and data == expected
+                received += len(data)
+        writer.close()
+        await writer.wait_closed()
+    app.close()
+    await app.wait_closed()
+    assert b"content-length: %d" % BIG in head.lower(), head
+    assert stalled_at < BIG // 2, (
+        f"the app wrote {stalled_at} of {BIG} bytes to a client reading nothing: "
+        "the proxies buffered instead of pausing"
+    )
+    assert received == BIG
+    assert matches, "the body arrived altered"
+
+
+async def test_an_app_that_stops_reading_holds_the_client_back(mesh: Mesh) -> None:
+    """Back-pressure the other way: a request body the app does not read stops the client's
+    writes; then the app reads it all, intact, and answers."""
+    block = bytes(range(256)) * 256
+    reading = asyncio.Event()
+    got = 0
+
+    async def slow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal got
+        await reader.readuntil(b"\r\n\r\n")
+        await reading.wait()
+        while got < BIG:
+            data = await reader.read(1 << 20)
+            if not data:
+                break
+            got += len(data)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+        await writer.drain()
+        writer.close()
+
+    app = await asyncio.start_server(slow, LOOPBACK, 0)
+    sent = 0
+
+    async def upload(writer: asyncio.StreamWriter) -> None:
+        nonlocal sent
+        writer.write(b"POST /up HTTP/1.1\r\nhost: bb\r\ncontent-length: %d\r\n\r\n" % BIG)
+        while sent < BIG:
+            writer.write(block)
+            sent += len(block)
+            await writer.drain()
+
+    async with running(mesh) as pair:
+        pair.server.inbound.original_destination = fixed_destination(
+            Address(LOOPBACK, port_of(app))
+        )
+        reader, writer = await asyncio.open_connection(LOOPBACK, pair.client.outbound_port)
+        uploading = asyncio.ensure_future(upload(writer))
+        async with asyncio.timeout(STALL_TIMEOUT):  # converge: the client stops making progress
+            before = -1
+            while sent != before:
+                before = sent
+                await asyncio.sleep(STALL_CHECK)
+        stalled_at = sent
+        reading.set()
+        async with asyncio.timeout(STALL_TIMEOUT):
+            await uploading
+            status = await reader.readuntil(b"\r\n")
+        writer.close()
+        await writer.wait_closed()
+    app.close()
+    await app.wait_closed()
+    assert stalled_at < BIG // 2, (
+        f"the client wrote {stalled_at} of {BIG} bytes to an app reading nothing: "
+        "the proxies buffered instead of pausing"
+    )
+    assert got == BIG
+    assert status.startswith(b"HTTP/1.1 200"), status
+
+
 async def test_unknown_targets_go_to_the_original_destination(mesh: Mesh) -> None:
     async with running(mesh, publish=False) as pair:
         pair.client.outbound.original_destination = fixed_destination(
