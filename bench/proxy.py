@@ -307,7 +307,13 @@ def profile(seconds: float, top: int) -> None:
                 result = attack(Attack(port, seconds, workers=16, authority=pairs.AUTHORITY))
             print(
                 f"{result.requests} requests in {seconds:g}s under cProfile "
-                f"({result.achieved_rps:.0f} rps, {result.failed} failed)"
+                f"({result.achieved_rps:.0f} rps, {result.failed} failed); hot path "
+                f"{proxy_mode()}"
+                + (
+                    " (its functions are opaque to cProfile: ISTHMUS_PROXY_COMPILED=0 shows them)"
+                    if proxy_mode() == "compiled"
+                    else ""
+                )
             )
             for side in ("outbound", "inbound"):
                 path = base.with_suffix(f".{side}.prof")
