@@ -244,3 +244,115 @@ def test_exchange_records_once() -> None:
         'response_total{direction="outbound",status_code="200",classification="success"} 1' in text
     )
     assert 'response_latency_ms_bucket{direction="outbound",status_code="200",le="1000"} 1' in text
+
+
+class GatedConnector:
+    """Opens real connections to ``app``, each only once the test opens the gate."""
+
+    def __init__(self, app: asyncio.Server) -> None:
+        self.app = app
+        self.gate = asyncio.Event()
+        self.started = 0
+        self.opened: list[Conn] = []
+        self._changed = asyncio.Event()
+
+    async def __call__(self, key: PoolKey) -> Conn:
+        self.started += 1
+        self._changed.set()
+        await self.gate.wait()
+        conn = await connect(key.address, timeout=1.0)
+        self.opened.append(conn)
+        return conn
+
+    async def until_started(self, count: int) -> None:
+        async with asyncio.timeout(5):
+            while self.started < count:
+                self._changed.clear()
+                await self._changed.wait()
+
+    async def close(self) -> None:
+        for conn in self.opened:
+            await conn.aclose()
+        self.app.close()
+        await self.app.wait_closed()
+
+
+async def gated_pool(
+    connect_wait: float = 5.0,
+) -> tuple[ConnectionPool, GatedConnector, PoolKey]:
+    app = await start_echo_app()
+    connector = GatedConnector(app)
+    pool = ConnectionPool(
+        connector,
+        clock=Clock(),
+        idle_timeout=10.0,
+        max_idle=4,
+        max_connecting=1,
+        connect_wait=connect_wait,
+    )
+    return pool, connector, PoolKey(Address(LOOPBACK, port_of(app)))
+
+
+async def test_connects_to_one_key_are_capped_and_released_connections_go_to_waiters() -> None:
+    pool, connector, key = await gated_pool()
+    try:
+        first = asyncio.ensure_future(pool.acquire(key))
+        second = asyncio.ensure_future(pool.acquire(key))
+        third = asyncio.ensure_future(pool.acquire(key))
+        await connector.until_started(1)
+        await asyncio.sleep(0)  # the other two reach the pool (and wait)
+        assert connector.started == 1, "only one connect may run at once here"
+        connector.gate.set()
+        a = await asyncio.wait_for(first, 5)
+        # the freed connect slot went to the longest waiter (second), which connects in turn;
+        # the connection released meanwhile goes to the next waiter (third), not to idle
+        pool.release(a, reusable=True)
+        c = await asyncio.wait_for(third, 5)
+        b = await asyncio.wait_for(second, 5)
+        assert c is a
+        assert b is not a
+        assert connector.started == 2
+        assert pool.idle_count(key) == 0
+        assert (a.uses, b.uses) == (2, 1)
+        assert pool.opened == 2
+    finally:
+        await pool.close()
+        await connector.close()
+
+
+async def test_a_waiter_connects_on_its_own_after_the_connect_wait() -> None:
+    pool, connector, key = await gated_pool(connect_wait=0.05)
+    try:
+        stuck = asyncio.ensure_future(pool.acquire(key))
+        await connector.until_started(1)
+        waiting = asyncio.ensure_future(pool.acquire(key))
+        await connector.until_started(2)  # it gave up waiting and connects itself
+        connector.gate.set()
+        got = await asyncio.wait_for(asyncio.gather(stuck, waiting), 5)
+        assert got[0] is not got[1]
+        assert pool.opened == 2
+    finally:
+        await pool.close()
+        await connector.close()
+
+
+async def test_a_connection_handed_to_a_request_that_went_away_stays_in_the_pool() -> None:
+    pool, connector, key = await gated_pool()
+    try:
+        connector.gate.set()
+        held = await pool.acquire(key)
+        connector.gate.clear()
+        slow = asyncio.ensure_future(pool.acquire(key))  # connecting, behind the gate
+        await connector.until_started(2)
+        gone = asyncio.ensure_future(pool.acquire(key))  # waits
+        await asyncio.sleep(0)
+        pool.release(held, reusable=True)  # handed to ``gone``...
+        gone.cancel()  # ...which is cancelled before it runs
+        with pytest.raises(asyncio.CancelledError):
+            await gone
+        assert pool.idle_count(key) == 1, "the handed connection must not be lost"
+        connector.gate.set()
+        await asyncio.wait_for(slow, 5)
+    finally:
+        await pool.close()
+        await connector.close()
