@@ -40,6 +40,7 @@ def build(*, force: bool = False) -> Path:
     cached = cache_dir(digest)
     if force or files(cached) is None:
         _compile(cached)
+        _prune(cached.parent)
     staging = target.with_name(target.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     shutil.copytree(cached, staging)
@@ -49,6 +50,18 @@ def build(*, force: bool = False) -> Path:
         if old != target:
             shutil.rmtree(old, ignore_errors=True)
     return target
+
+
+KEEP_CACHED = 8
+"""Builds kept in the cache (the most recent; about 3 MiB each)."""
+
+
+def _prune(cache: Path) -> None:
+    builds = sorted(
+        (d for d in cache.iterdir() if d.is_dir()), key=lambda d: d.stat().st_mtime, reverse=True
+    )
+    for old in builds[KEEP_CACHED:]:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _compile(into: Path) -> None:
@@ -97,13 +110,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not force and files(target) is not None:
         print(f"proxy hot path: compiled build up to date ({target})")
         return 0
-    print(f"proxy hot path: compiling {len(HOT_PATH)} modules with mypyc (about a minute)")
+    if force or files(cache_dir(source_digest())) is None:
+        print(f"proxy hot path: compiling {len(HOT_PATH)} modules with mypyc (about a minute)")
     try:
         where = build(force=force)
     except (RuntimeError, OSError, subprocess.TimeoutExpired) as e:
         print(f"proxy hot path: build failed, the proxy runs as Python: {e}", file=sys.stderr)
         return 1
-    print(f"proxy hot path: built in {where}")
+    print(f"proxy hot path: compiled build in {where}")
     return 0
 
 
