@@ -11,8 +11,9 @@ below is importable from here as before; type checkers see the real imports.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from mesh.lazy import exports
 
 if TYPE_CHECKING:
     from mesh.identity.certs import (
@@ -82,7 +83,6 @@ _SOURCES: dict[str, tuple[str, ...]] = {
     "pem": ("CertError", "PemFile", "load_certificates", "load_private_key"),
     "trust": ("ChainError", "chain_to_anchor", "verify_peer"),
 }
-_MODULE_OF = {name: module for module, names in _SOURCES.items() for name in names}
 
 __all__ = [
     "DEFAULT_ANCHOR_VALIDITY",
@@ -120,14 +120,4 @@ __all__ = [
 
 
 if not TYPE_CHECKING:  # hidden from type checkers, which would otherwise accept any name
-
-    def __getattr__(name: str) -> Any:
-        module = _MODULE_OF.get(name)
-        if module is None:
-            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-        value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-        globals()[name] = value  # later lookups skip this function
-        return value
-
-    def __dir__() -> list[str]:
-        return sorted(set(globals()) | set(__all__))
+    __getattr__, __dir__ = exports(__name__, _SOURCES, globals(), __all__)

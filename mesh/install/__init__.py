@@ -14,8 +14,9 @@ start. Type checkers see the real imports.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from mesh.lazy import exports
 
 if TYPE_CHECKING:
     from mesh.install.credentials import (
@@ -47,7 +48,6 @@ _SOURCES: dict[str, tuple[str, ...]] = {
     "render": ("dump_all", "load_all", "render_crds", "render_install", "uninstall_objects"),
     "values": ("Values",),
 }
-_MODULE_OF = {name: module for module, names in _SOURCES.items() for name in names}
 
 __all__ = [
     "IdentityError",
@@ -66,14 +66,4 @@ __all__ = [
 
 
 if not TYPE_CHECKING:  # hidden from type checkers, which would otherwise accept any name
-
-    def __getattr__(name: str) -> Any:
-        module = _MODULE_OF.get(name)
-        if module is None:
-            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-        value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-        globals()[name] = value  # later lookups skip this function
-        return value
-
-    def __dir__() -> list[str]:
-        return sorted(set(globals()) | set(__all__))
+    __getattr__, __dir__ = exports(__name__, _SOURCES, globals(), __all__)
