@@ -294,10 +294,11 @@ async def test_get_of_an_unlinked_cluster_is_not_found_at_once() -> None:
         await it.server.stop()
 
 
-async def test_get_of_a_linked_cluster_streams_its_pods_with_target_labels() -> None:
+def west_linked(remote_pod: Pod) -> FakeSource:
+    """A source with the remote-discovery mirror and cluster ``west`` linked, serving ``web``
+    with ``remote_pod`` as its one endpoint."""
     from mesh.destination.remote import ClusterLinked, LinksListed, RemoteObjects
 
-    remote_pod = pod("web-5d8f7c9b4-ccccc", "10.9.0.3")
     source = FakeSource(*listed([RD_MIRROR], [], []))
     for event in (
         ClusterLinked("west", 1, "west.example"),
@@ -307,6 +308,13 @@ async def test_get_of_a_linked_cluster_streams_its_pods_with_target_labels() -> 
         RemoteObjects("west", 1, Listed(Pod, (remote_pod,))),
     ):
         source.push(event)  # type: ignore[arg-type]
+    return source
+
+
+async def test_get_of_a_linked_cluster_streams_its_pods_with_target_labels() -> None:
+
+    remote_pod = pod("web-5d8f7c9b4-ccccc", "10.9.0.3")
+    source = west_linked(remote_pod)
     it = await start(source)
     try:
         first = await read(it.get(RD_AUTHORITY))
@@ -323,18 +331,10 @@ async def test_get_of_a_linked_cluster_streams_its_pods_with_target_labels() -> 
 
 
 async def test_a_stream_whose_cluster_goes_away_ends_not_found() -> None:
-    from mesh.destination.remote import ClusterLinked, ClusterNotFound, LinksListed, RemoteObjects
+    from mesh.destination.remote import ClusterNotFound
 
     remote_pod = pod("web-5d8f7c9b4-ddddd", "10.9.0.4")
-    source = FakeSource(*listed([RD_MIRROR], [], []))
-    for event in (
-        ClusterLinked("west", 1, "west.example"),
-        LinksListed(),
-        RemoteObjects("west", 1, Listed(Service, (WEB,))),
-        RemoteObjects("west", 1, Listed(EndpointSlice, (slice_of(WEB, [endpoint(remote_pod)]),))),
-        RemoteObjects("west", 1, Listed(Pod, (remote_pod,))),
-    ):
-        source.push(event)  # type: ignore[arg-type]
+    source = west_linked(remote_pod)
     it = await start(source)
     try:
         call = it.get(RD_AUTHORITY)
@@ -358,7 +358,7 @@ async def test_a_stream_whose_cluster_goes_away_ends_not_found() -> None:
 async def test_a_streaming_proxy_drops_the_endpoints_of_a_cluster_whose_credentials_break() -> None:
     """The proxy's own discovery client keeps the last endpoints of a stream that merely
     ends; the stream is emptied first, so it holds none (and re-asks, NOT_FOUND at once)."""
-    from mesh.destination.remote import ClusterLinked, ClusterNotFound, LinksListed, RemoteObjects
+    from mesh.destination.remote import ClusterNotFound
     from mesh.proxy.backoff import BackoffSettings
     from mesh.proxy.discovery import EndpointSet, Replace
     from mesh.proxy.discovery import Resolution as ProxyResolution
@@ -366,15 +366,7 @@ async def test_a_streaming_proxy_drops_the_endpoints_of_a_cluster_whose_credenti
     from mesh.proxy.envconfig import DestinationSettings, ServiceAddr
 
     remote_pod = pod("web-5d8f7c9b4-eeeee", "10.9.0.5")
-    source = FakeSource(*listed([RD_MIRROR], [], []))
-    for event in (
-        ClusterLinked("west", 1, "west.example"),
-        LinksListed(),
-        RemoteObjects("west", 1, Listed(Service, (WEB,))),
-        RemoteObjects("west", 1, Listed(EndpointSlice, (slice_of(WEB, [endpoint(remote_pod)]),))),
-        RemoteObjects("west", 1, Listed(Pod, (remote_pod,))),
-    ):
-        source.push(event)  # type: ignore[arg-type]
+    source = west_linked(remote_pod)
     it = await start(source)
     settings = DestinationSettings(
         svc=ServiceAddr("127.0.0.1", 1), context="{}", profile_suffixes=("svc.east.example",)
