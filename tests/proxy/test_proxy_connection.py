@@ -17,9 +17,10 @@ DEADLINE = 5.0
 """Seconds any step here may take."""
 
 
-@pytest.fixture
-async def peer() -> AsyncIterator[tuple[Conn, asyncio.StreamReader, asyncio.StreamWriter]]:
-    """A ``Conn`` connected to a plain asyncio stream (the peer the test drives)."""
+async def accepted_connection() -> tuple[
+    asyncio.Server, Conn, asyncio.StreamReader, asyncio.StreamWriter
+]:
+    """A ``Conn`` connected to a plain asyncio stream (the peer the test drives), and its server."""
     accepted: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
 
     async def on_accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -28,6 +29,12 @@ async def peer() -> AsyncIterator[tuple[Conn, asyncio.StreamReader, asyncio.Stre
     server = await asyncio.start_server(on_accept, LOOPBACK, 0)
     conn = await connect(Address(LOOPBACK, port_of(server)), timeout=DEADLINE)
     reader, writer = await asyncio.wait_for(accepted.get(), DEADLINE)
+    return server, conn, reader, writer
+
+
+@pytest.fixture
+async def peer() -> AsyncIterator[tuple[Conn, asyncio.StreamReader, asyncio.StreamWriter]]:
+    server, conn, reader, writer = await accepted_connection()
     yield conn, reader, writer
     writer.close()
     await conn.aclose()
@@ -131,14 +138,7 @@ async def test_splice_copies_both_ways_and_half_closes(
 ) -> None:
     """Two connections spliced: each side's bytes and its end reach the other."""
     left, left_reader, left_writer = peer
-    accepted: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
-
-    async def on_accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await accepted.put((reader, writer))
-
-    server = await asyncio.start_server(on_accept, LOOPBACK, 0)
-    right = await connect(Address(LOOPBACK, port_of(server)), timeout=DEADLINE)
-    right_reader, right_writer = await asyncio.wait_for(accepted.get(), DEADLINE)
+    server, right, right_reader, right_writer = await accepted_connection()
     counted: list[int] = []
     spliced = asyncio.ensure_future(splice(left, right, a_read=counted.append))
     try:

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import dataclasses
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 import httpx
@@ -388,6 +388,16 @@ STALL_CHECK = 0.2
 STALL_TIMEOUT = 20.0
 
 
+async def stalled(progress: Callable[[], int]) -> int:
+    """Converge on ``progress`` no longer moving (two looks ``STALL_CHECK`` apart); its value."""
+    async with asyncio.timeout(STALL_TIMEOUT):
+        before = -1
+        while progress() != before:
+            before = progress()
+            await asyncio.sleep(STALL_CHECK)
+    return before
+
+
 async def test_a_client_that_stops_reading_holds_the_app_back(mesh: Mesh) -> None:
     """Back-pressure end to end: a response the client does not read stops the app's writes
     (the proxies pause reading instead of buffering it); then all of it arrives intact."""
@@ -412,12 +422,7 @@ async def test_a_client_that_stops_reading_holds_the_app_back(mesh: Mesh) -> Non
         )
         reader, writer = await asyncio.open_connection(LOOPBACK, pair.client.outbound_port)
         writer.write(b"GET /big HTTP/1.1\r\nhost: bb\r\n\r\n")
-        async with asyncio.timeout(STALL_TIMEOUT):  # converge: the app stops making progress
-            before = -1
-            while sent != before:
-                before = sent
-                await asyncio.sleep(STALL_CHECK)
-        stalled_at = sent
+        stalled_at = await stalled(lambda: sent)  # the app stops making progress
         head = await reader.readuntil(b"\r\n\r\n")
         received = 0
         matches = True
@@ -479,12 +484,7 @@ async def test_an_app_that_stops_reading_holds_the_client_back(mesh: Mesh) -> No
         )
         reader, writer = await asyncio.open_connection(LOOPBACK, pair.client.outbound_port)
         uploading = asyncio.ensure_future(upload(writer))
-        async with asyncio.timeout(STALL_TIMEOUT):  # converge: the client stops making progress
-            before = -1
-            while sent != before:
-                before = sent
-                await asyncio.sleep(STALL_CHECK)
-        stalled_at = sent
+        stalled_at = await stalled(lambda: sent)  # the client stops making progress
         reading.set()
         async with asyncio.timeout(STALL_TIMEOUT):
             await uploading
