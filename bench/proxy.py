@@ -305,13 +305,13 @@ def profile(seconds: float, top: int) -> None:
             with pairs.isthmus_pair(work, app_port, profile=base) as (port, _):
                 attack(Attack(port, WARMUP_SECONDS, workers=16, authority=pairs.AUTHORITY))
                 result = attack(Attack(port, seconds, workers=16, authority=pairs.AUTHORITY))
+            mode = proxy_mode()
             print(
                 f"{result.requests} requests in {seconds:g}s under cProfile "
-                f"({result.achieved_rps:.0f} rps, {result.failed} failed); hot path "
-                f"{proxy_mode()}"
+                f"({result.achieved_rps:.0f} rps, {result.failed} failed); hot path {mode}"
                 + (
                     " (its functions are opaque to cProfile: ISTHMUS_PROXY_COMPILED=0 shows them)"
-                    if proxy_mode() == "compiled"
+                    if mode == "compiled"
                     else ""
                 )
             )

@@ -28,12 +28,13 @@ BUILD_TIMEOUT = 900.0
 _PACKAGE = Path(__file__).resolve().parent
 
 
-def build(*, force: bool = False) -> Path:
+def build(*, force: bool = False, digest: str | None = None) -> Path:
     """Build the hot path for the current sources (or reuse a build); the build's directory.
 
-    Raises ``RuntimeError`` with the compiler's output when the build fails.
+    ``digest``: the sources' ``source_digest()``, when the caller has it. Raises
+    ``RuntimeError`` with the compiler's output when the build fails.
     """
-    digest = source_digest()
+    digest = digest or source_digest()
     target = build_dir(digest)
     if not force and files(target) is not None:
         return target
@@ -106,14 +107,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(__doc__, file=sys.stderr)
         return 2
     force = "--force" in args
-    target = build_dir(source_digest())
+    digest = source_digest()
+    target = build_dir(digest)
     if not force and files(target) is not None:
         print(f"proxy hot path: compiled build up to date ({target})")
         return 0
-    if force or files(cache_dir(source_digest())) is None:
+    if force or files(cache_dir(digest)) is None:
         print(f"proxy hot path: compiling {len(HOT_PATH)} modules with mypyc (about a minute)")
     try:
-        where = build(force=force)
+        where = build(force=force, digest=digest)
     except (RuntimeError, OSError, subprocess.TimeoutExpired) as e:
         print(f"proxy hot path: build failed, the proxy runs as Python: {e}", file=sys.stderr)
         return 1
