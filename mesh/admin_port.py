@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from mesh.serving import stop_signal
+from mesh.serving import failure, until_stopped
 
 __all__ = [
     "ADMIN_KEEPALIVE",
@@ -111,16 +111,14 @@ async def serve_until_stopped(
 
     A controller that ended with an error exits with ``SystemExit`` naming ``component``.
     """
-    stopping = stop_signal()
     running = asyncio.ensure_future(run)
-    told = asyncio.create_task(stopping.wait())
     try:
-        await asyncio.wait({running, told}, return_when=asyncio.FIRST_COMPLETED)
+        await until_stopped(running)
     finally:
         running.cancel()
-        told.cancel()
-        await asyncio.gather(running, told, return_exceptions=True)
+        await asyncio.gather(running, return_exceptions=True)
         await admin.stop()
         await close()
-    if running.done() and not running.cancelled() and running.exception() is not None:
-        raise SystemExit(f"{component}: {running.exception()}")
+    error = failure(running)
+    if error is not None:
+        raise SystemExit(f"{component}: {error}")

@@ -84,6 +84,22 @@ def stop_signal() -> asyncio.Event:
     return stopping
 
 
+async def until_stopped(work: asyncio.Future[None]) -> None:
+    """Wait until ``work`` ends or SIGTERM/SIGINT comes, whichever is first."""
+    told = asyncio.create_task(stop_signal().wait())
+    either: set[asyncio.Future[Any]] = {work, told}
+    try:
+        await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        told.cancel()
+        await asyncio.gather(told, return_exceptions=True)
+
+
+def failure(work: asyncio.Future[None]) -> BaseException | None:
+    """What ``work`` failed with, if it ended with an error (not cancelled, not running)."""
+    return work.exception() if work.done() and not work.cancelled() else None
+
+
 async def serve_until_stopped(
     name: str,
     feed: Coroutine[Any, Any, None],
@@ -93,13 +109,11 @@ async def serve_until_stopped(
 
     A feed that failed ends the process with a message naming the service.
     """
-    stopping = stop_signal()
-    fed = asyncio.create_task(feed)
-    told = asyncio.create_task(stopping.wait())
+    fed = asyncio.ensure_future(feed)
     try:
-        await asyncio.wait({fed, told}, return_when=asyncio.FIRST_COMPLETED)
+        await until_stopped(fed)
     finally:
-        told.cancel()
         await stop()
-    if fed.done() and not fed.cancelled() and fed.exception() is not None:
-        raise SystemExit(f"{name}: watching the cluster failed: {fed.exception()}")
+    error = failure(fed)
+    if error is not None:
+        raise SystemExit(f"{name}: watching the cluster failed: {error}")
